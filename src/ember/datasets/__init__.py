@@ -1,0 +1,4 @@
+"""Named real datasets with Keras's `load_data()` shapes and dtypes."""
+from ember.datasets import digits, fashion_mnist, mnist
+
+__all__ = ["mnist", "fashion_mnist", "digits"]

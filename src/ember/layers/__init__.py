@@ -1,0 +1,24 @@
+"""Keras-named layers as torch.nn.Modules: `from ember import layers; layers.Dense(10)`."""
+from ember.layers.activations import ACTIVATIONS
+from ember.layers.base import Layer
+from ember.layers.conv import Conv1D, Conv2D
+from ember.layers.core import Activation, Dense, Dropout, Flatten, Input, InputLayer, Rescaling, Reshape
+from ember.layers.normalization import BatchNormalization
+from ember.layers.pooling import (AveragePooling1D, AveragePooling2D, GlobalAveragePooling1D,
+                                  GlobalAveragePooling2D, GlobalMaxPooling1D, GlobalMaxPooling2D,
+                                  MaxPooling1D, MaxPooling2D)
+
+# Every class a model file may name; loading refuses any other (see models/saving.py).
+LAYERS: dict[str, type[Layer]] = {cls.__name__: cls for cls in (
+    InputLayer, Dense, Activation, Flatten, Reshape, Dropout, Rescaling, Conv1D, Conv2D,
+    MaxPooling1D, MaxPooling2D, AveragePooling1D, AveragePooling2D, GlobalAveragePooling1D,
+    GlobalAveragePooling2D, GlobalMaxPooling1D, GlobalMaxPooling2D, BatchNormalization,
+)}
+
+# Keras's aliases
+MaxPool1D, MaxPool2D, AvgPool1D, AvgPool2D = MaxPooling1D, MaxPooling2D, AveragePooling1D, AveragePooling2D
+GlobalAvgPool1D, GlobalAvgPool2D = GlobalAveragePooling1D, GlobalAveragePooling2D
+GlobalMaxPool1D, GlobalMaxPool2D = GlobalMaxPooling1D, GlobalMaxPooling2D
+
+__all__ = ["Layer", "LAYERS", "ACTIVATIONS", *LAYERS, "Input", "MaxPool1D", "MaxPool2D", "AvgPool1D", "AvgPool2D",
+           "GlobalAvgPool1D", "GlobalAvgPool2D", "GlobalMaxPool1D", "GlobalMaxPool2D"]

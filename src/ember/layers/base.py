@@ -1,0 +1,88 @@
+"""`Layer`: an nn.Module with Keras's lazy `build(input_shape)` and `get_config()`.
+
+Where shapes are inferred: a layer is built exactly once, on its first call (`Layer.__call__`),
+from the shape of its first input. Models are built by sending one dummy sample through them
+(`Model.build`), which builds every layer in order and records each layer's `output_shape`.
+"""
+import itertools
+import re
+from collections import defaultdict
+
+import torch
+from torch import nn
+
+_name_counters: dict[str, itertools.count] = defaultdict(itertools.count)
+
+
+def to_snake_case(name: str) -> str:
+    """Keras's layer-name rule: "MaxPooling2D" -> "max_pooling2d"."""
+    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def unique_name(class_name: str) -> str:
+    """"dense", then "dense_1", "dense_2", ... as Keras names layers in a session."""
+    base = to_snake_case(class_name)
+    n = next(_name_counters[base])
+    return base if n == 0 else f"{base}_{n}"
+
+
+def shape_without_batch(shape) -> tuple:
+    return (None, *tuple(shape)[1:])
+
+
+class Layer(nn.Module):
+    """Base of every ember layer.
+
+    A concrete layer stores its arguments in `__init__`, creates weights in `build(input_shape)`
+    (the full input shape, batch axis first) and computes in `forward`. `get_config()` returns the
+    constructor's keyword arguments so that `cls(**config)` rebuilds the layer.
+
+    >>> class Scale(Layer):
+    ...     def build(self, input_shape):
+    ...         self.scale = nn.Parameter(torch.ones(input_shape[-1]))
+    ...     def forward(self, x):
+    ...         return x * self.scale
+    """
+
+    def __init__(self, *, name: str | None = None, input_shape=None, trainable: bool = True, dtype=None):
+        super().__init__()
+        self.name = name or unique_name(type(self).__name__)
+        self.declared_input_shape = tuple(input_shape) if input_shape is not None else None
+        self.trainable = trainable
+        self.built = False
+        self.output_shape = None
+
+    def build(self, input_shape: tuple) -> None:
+        """Create weights for inputs of `input_shape`; layers without weights need not override."""
+
+    def __call__(self, *args, **kwargs):
+        if self.built:
+            return super().__call__(*args, **kwargs)
+        first = args[0] if args else next(iter(kwargs.values()))
+        self.build(tuple(first.shape))
+        self.to(first.device)  # weights follow the data the layer first sees
+        if not self.trainable:
+            self.requires_grad_(False)
+        self.built = True
+        out = super().__call__(*args, **kwargs)
+        self.output_shape = shape_without_batch(out.shape) if isinstance(out, torch.Tensor) else None
+        return out
+
+    def get_config(self) -> dict:
+        config = {"name": self.name, "trainable": self.trainable}
+        if self.declared_input_shape is not None:
+            config["input_shape"] = list(self.declared_input_shape)
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict) -> "Layer":
+        return cls(**config)
+
+    def count_params(self) -> int:
+        """Weights as Keras counts them: parameters plus non-trainable state such as moving statistics."""
+        buffers = (b for b in self.buffers() if b.is_floating_point())
+        return sum(p.numel() for p in itertools.chain(self.parameters(), buffers))
+
+    def extra_repr(self) -> str:
+        return f"name={self.name!r}"

@@ -1,0 +1,49 @@
+"""BatchNormalization with Keras's arguments and defaults (momentum 0.99, epsilon 1e-3, axis -1)."""
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ember.layers.base import Layer
+from ember.layers.initializers import initialize
+
+
+class BatchNormalization(Layer):
+    """Normalizes over the batch along `axis` (channels-last by default), with moving statistics for inference.
+
+    Keras's `momentum` weighs the old moving statistic, torch's the new one: momentum 0.99 here is
+    torch's 0.01. Moving variance is updated with the unbiased batch variance, as torch does.
+
+    >>> layers.BatchNormalization()
+    """
+
+    def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, center=True, scale=True,
+                 beta_initializer="zeros", gamma_initializer="ones", **kwargs):
+        super().__init__(**kwargs)
+        self.axis, self.momentum, self.epsilon = int(axis), float(momentum), float(epsilon)
+        self.center, self.scale = center, scale
+        self.beta_initializer, self.gamma_initializer = beta_initializer, gamma_initializer
+
+    def build(self, input_shape):
+        channels = input_shape[self.axis]
+        self.gamma = nn.Parameter(torch.empty(channels)) if self.scale else None
+        self.beta = nn.Parameter(torch.empty(channels)) if self.center else None
+        if self.scale:
+            initialize(self.gamma, self.gamma_initializer)
+        if self.center:
+            initialize(self.beta, self.beta_initializer)
+        self.register_buffer("moving_mean", torch.zeros(channels))
+        self.register_buffer("moving_variance", torch.ones(channels))
+
+    def forward(self, x):
+        axis = self.axis % x.dim()
+        x = x.movedim(axis, 1)
+        if x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)  # free for channels-last images
+        y = F.batch_norm(x, self.moving_mean, self.moving_variance, self.gamma, self.beta,
+                         training=self.training, momentum=1.0 - self.momentum, eps=self.epsilon)
+        return y.movedim(1, axis)
+
+    def get_config(self):
+        return {**super().get_config(), "axis": self.axis, "momentum": self.momentum, "epsilon": self.epsilon,
+                "center": self.center, "scale": self.scale, "beta_initializer": self.beta_initializer,
+                "gamma_initializer": self.gamma_initializer}

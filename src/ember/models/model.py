@@ -1,0 +1,283 @@
+"""`Model`: a Layer that trains. Keras's compile/fit/evaluate/predict on any torch forward.
+
+Subclass it and write `forward` (as a torch.nn.Module), or use `Sequential`. The seams to override
+are `train_step`, `test_step` and `predict_step`; the loops live in `ember.train.trainer`.
+"""
+import dataclasses
+
+import numpy as np
+import torch
+
+from ember.data.arrays import ArrayData
+from ember.layers.activations import get_activation
+from ember.layers.base import Layer
+from ember.models.summary import print_summary
+from ember.train import losses as losses_lib
+from ember.train import metrics as metrics_lib
+from ember.train import optimizers as optimizers_lib
+from ember.train import trainer
+from ember.train.distributed import resolve_device
+
+
+class Model(Layer):
+    """A trainable model with Keras's API.
+
+    >>> class MLP(Model):
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.hidden, self.out = layers.Dense(64, activation="relu"), layers.Dense(10)
+    ...     def forward(self, x):
+    ...         return self.out(self.hidden(x))
+    >>> model = MLP(); model.compile("adam", losses.SparseCategoricalCrossentropy(from_logits=True))
+    """
+
+    input_dtype = torch.float32
+
+    def __init__(self, *, name=None, **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.optimizer = None
+        self.loss_fn = None
+        self.compiled_metrics: list = []
+        self.loss_tracker = metrics_lib.Mean("loss")
+        self.stop_training = False
+        self._optimizer_spec = None
+        self._logit_loss = None
+        self._device = None
+        self._compile_args = None
+
+    # -- building ---------------------------------------------------------------------------
+    def __call__(self, *args, **kwargs):
+        # a model has no weights of its own: its layers build themselves on this first call
+        out = torch.nn.Module.__call__(self, *args, **kwargs)
+        if not self.built:
+            self.built = True
+            self.output_shape = (None, *out.shape[1:]) if isinstance(out, torch.Tensor) else None
+        return out
+
+    def build(self, input_shape):
+        """Create every layer's weights by sending one dummy sample of `input_shape` through the model.
+
+        >>> model.build((None, 28, 28, 1))
+        """
+        sample = torch.zeros((1, *input_shape[1:]), dtype=self.input_dtype, device=self.device)
+        was_training = self.training
+        self.eval()
+        with torch.no_grad():
+            self(sample)
+        self.train(was_training)
+
+    def _needs_build(self) -> bool:
+        return any(isinstance(m, Layer) and not m.built for m in self.modules() if m is not self)
+
+    def _build_from(self, data: ArrayData) -> None:
+        if self._needs_build() or not self.built:
+            if len(data) == 0:
+                raise ValueError("cannot build the model from an empty input")
+            was_training = self.training
+            self.eval()
+            with torch.no_grad():
+                self(*(x[:1].to(self.device) for x in data.xs))
+            self.train(was_training)
+
+    @property
+    def device(self) -> torch.device:
+        if self._device is not None:
+            return self._device
+        param = next(self.parameters(), None)
+        return param.device if param is not None else torch.device("cpu")
+
+    # -- compiling ---------------------------------------------------------------------------
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, *, device="auto"):
+        """Set the optimizer, loss and metrics (Keras names, ember/torch objects or callables).
+
+        `device="auto"` trains on CUDA when present, else on the CPU.
+
+        >>> model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        """
+        self._device = resolve_device(device)
+        self.to(self._device)
+        self.loss_fn = losses_lib.get(loss) if loss is not None else None
+        self.compiled_metrics = [metrics_lib.get(m, self.loss_fn) for m in metrics or []]
+        self._optimizer_spec = optimizers_lib.get(optimizer)
+        self.optimizer = self._optimizer_spec if isinstance(self._optimizer_spec, torch.optim.Optimizer) else None
+        self._logit_loss = self._loss_on_logits()
+        self._output_fn = get_activation(self.output_activation()) if self._logit_loss is not None else None
+        self._compile_args = (optimizer, loss, metrics)
+        if not self._needs_build() and any(True for _ in self.parameters()):
+            self._ensure_optimizer()
+
+    def _loss_on_logits(self):
+        """The loss to apply to logits when the model ends in the activation that the loss undoes."""
+        wanted = losses_lib.LOGIT_ACTIVATIONS.get(type(self.loss_fn))
+        if wanted is None or self.loss_fn.from_logits or self.output_activation() != wanted:
+            return None
+        return dataclasses.replace(self.loss_fn, from_logits=True)
+
+    def output_activation(self) -> str | None:
+        """Name of the final activation if `forward_logits` can stop before it (Sequential knows)."""
+        return None
+
+    def forward_logits(self, *inputs):
+        raise NotImplementedError
+
+    def _ensure_optimizer(self) -> torch.optim.Optimizer:
+        if self.optimizer is None:
+            self.optimizer = self._optimizer_spec.build(self.parameters())
+        return self.optimizer
+
+    def _check_compiled(self):
+        if self.loss_fn is None:
+            raise RuntimeError("the model must be compiled with a loss before training or evaluating: "
+                               "call model.compile(optimizer, loss)")
+
+    # -- steps (the seams) ---------------------------------------------------------------------
+    def compute_loss_and_predictions(self, xs, y, weight):
+        if self._logit_loss is not None:
+            logits = self.forward_logits(*xs)
+            return self._logit_loss(y, logits, weight), self._output_fn(logits.detach())
+        y_pred = self(*xs)
+        return self.loss_fn(y, y_pred, weight), y_pred.detach()
+
+    def train_step(self, xs, y, weight):
+        """One optimizer step on a batch; updates the compiled metrics (no host sync)."""
+        loss, y_pred = self.compute_loss_and_predictions(xs, y, weight)
+        loss.backward()
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.update_metrics(loss.detach(), y, y_pred, weight, len(xs[0]))
+
+    def test_step(self, xs, y, weight):
+        loss, y_pred = self.compute_loss_and_predictions(xs, y, weight)
+        self.update_metrics(loss, y, y_pred, weight, len(xs[0]))
+
+    def predict_step(self, xs):
+        return self(*xs)
+
+    # -- metrics -----------------------------------------------------------------------------
+    def update_metrics(self, loss, y, y_pred, weight, batch_size):
+        self.loss_tracker.update_state(None, loss, torch.tensor(float(batch_size)))
+        for metric in self.compiled_metrics:
+            metric.update_state(y, y_pred, weight)
+
+    def reset_metrics(self):
+        for metric in (self.loss_tracker, *self.compiled_metrics):
+            metric.reset_state()
+
+    def metric_results(self) -> dict:
+        """Current metric values as 0-d tensors (no host sync)."""
+        return {"loss": self.loss_tracker.result(), **{m.name: m.result() for m in self.compiled_metrics}}
+
+    def metric_logs(self) -> dict:
+        """Current metric values as floats."""
+        return {name: float(value) for name, value in self.metric_results().items()}
+
+    # -- Keras's API ---------------------------------------------------------------------------
+    def _prepare(self, data: ArrayData):
+        self._check_compiled()
+        if self._device is None:
+            self._device = self.device
+        self._build_from(data)
+        self._ensure_optimizer()
+
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None, validation_split=0.0,
+            validation_data=None, shuffle=True, class_weight=None, sample_weight=None, initial_epoch=0,
+            validation_batch_size=None, validation_freq=1):
+        """Train for `epochs` epochs over `x`, `y` in batches of `batch_size` (32); returns a History.
+
+        >>> history = model.fit(x_train, y_train, epochs=5, validation_split=0.1)
+        """
+        data = ArrayData(x, y, sample_weight, class_weight)
+        self._prepare(data)
+        return trainer.fit(self, data, batch_size=batch_size or 32, epochs=epochs, verbose=verbose,
+                           callbacks=callbacks, validation_split=validation_split, validation_data=validation_data,
+                           shuffle=shuffle, initial_epoch=initial_epoch,
+                           validation_batch_size=validation_batch_size, validation_freq=validation_freq)
+
+    def _keras_return(self, logs: dict, return_dict: bool):
+        if return_dict:
+            return logs
+        values = list(logs.values())
+        return values[0] if len(values) == 1 else values
+
+    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None, callbacks=None,
+                 return_dict=False):
+        """Loss (a float) or [loss, *metrics] on the given data; a dict with `return_dict=True`.
+
+        >>> test_loss, test_acc = model.evaluate(x_test, y_test)
+        """
+        data = ArrayData(x, y, sample_weight)
+        self._check_compiled()
+        self._build_from(data)
+        logs = trainer.evaluate(self, data, batch_size=batch_size or 32, verbose=verbose, callbacks=callbacks)
+        return self._keras_return(logs, return_dict)
+
+    def predict(self, x, batch_size=None, verbose="auto", callbacks=None) -> np.ndarray:
+        """Outputs for `x` as a NumPy array, computed in batches under inference mode."""
+        data = ArrayData(x)
+        self._build_from(data)
+        return trainer.predict(self, data, batch_size=batch_size or 32, verbose=verbose, callbacks=callbacks)
+
+    def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):
+        """One optimizer step on exactly this batch; returns its loss (and metrics)."""
+        data = ArrayData(x, y, sample_weight, class_weight).to(self._device or self.device)
+        self._prepare(data)
+        self.reset_metrics()
+        self.train()
+        self.train_step(data.xs, data.y, data.weight)
+        return self._keras_return(self.metric_logs(), return_dict)
+
+    @torch.inference_mode()
+    def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
+        data = ArrayData(x, y, sample_weight).to(self.device)
+        self._check_compiled()
+        self.reset_metrics()
+        self.eval()
+        self.test_step(data.xs, data.y, data.weight)
+        return self._keras_return(self.metric_logs(), return_dict)
+
+    @torch.inference_mode()
+    def predict_on_batch(self, x) -> np.ndarray:
+        data = ArrayData(x).to(self.device)
+        self.eval()
+        return self.predict_step(data.xs).cpu().numpy()
+
+    def summary(self, print_fn=None):
+        """Print layers, output shapes and parameter counts as Keras does."""
+        print_summary(self, print_fn=print_fn)
+
+    def get_weights(self) -> list[np.ndarray]:
+        """All weights (parameters and moving statistics) as NumPy arrays, in torch layout."""
+        return [t.detach().cpu().numpy().copy() for t in self.state_dict().values() if t.is_floating_point()]
+
+    def set_weights(self, weights) -> None:
+        keys = [k for k, t in self.state_dict().items() if t.is_floating_point()]
+        if len(keys) != len(weights):
+            raise ValueError(f"set_weights expects {len(keys)} arrays, got {len(weights)}")
+        self.load_state_dict({k: torch.as_tensor(np.asarray(w)) for k, w in zip(keys, weights)}, strict=False)
+
+    def save(self, filepath, include_optimizer=True) -> None:
+        """Write a `.ember` file: architecture as JSON and weights as safetensors (no pickle)."""
+        from ember.models.saving import save_model
+        save_model(self, filepath, include_optimizer=include_optimizer)
+
+    def save_weights(self, filepath) -> None:
+        from ember.models.saving import save_weights
+        save_weights(self, filepath)
+
+    def load_weights(self, filepath) -> None:
+        from ember.models.saving import load_weights
+        load_weights(self, filepath)
+
+    def compile_config(self) -> dict | None:
+        """The compile arguments as data when they are all given by name or spec; else None."""
+        if self._compile_args is None:
+            return None
+        optimizer, loss, metrics = self._compile_args
+        spec = self._optimizer_spec
+        loss_name = losses_lib.name_of(self.loss_fn)
+        opt_name = optimizers_lib.name_of(spec)
+        if loss_name is None or opt_name is None or not all(isinstance(m, str) for m in metrics or []):
+            return None
+        return {"optimizer": {"class_name": opt_name, "config": spec.get_config()},
+                "loss": {"class_name": loss_name, "config": self.loss_fn.get_config()},
+                "metrics": list(metrics or [])}

@@ -1,0 +1,230 @@
+"""The `.ember` model file: a zip of `config.json` (architecture as data) and `model.safetensors` (weights).
+
+Loading never unpickles and never imports: class names in the config are looked up in ember's own
+tables (plus `custom_objects` the caller passes), and any other name is an error that names it.
+"""
+import json
+import os
+import tempfile
+import zipfile
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
+
+import ember
+from ember.errors import ModelFileError
+from ember.layers import LAYERS
+from ember.models.model import Model
+from ember.models.sequential import Sequential
+from ember.train import losses as losses_lib
+from ember.train import optimizers as optimizers_lib
+
+FORMAT_VERSION = 1
+CONFIG, WEIGHTS, OPTIMIZER = "config.json", "model.safetensors", "optimizer.safetensors"
+_MAX_CONFIG_BYTES = 16 * 2**20
+MODELS = {"Sequential": Sequential}
+
+
+def _write_atomically(path: str, write) -> None:
+    """Write through a temporary file in the target folder, so a failure never leaves a partial file."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def _tensors(state: dict) -> dict:
+    return {k: v.detach().contiguous().cpu() for k, v in state.items()}
+
+
+def _optimizer_tensors(optimizer) -> tuple[dict, list]:
+    state = optimizer.state_dict()
+    tensors = {f"{index}.{name}": torch.as_tensor(value).contiguous().cpu()
+               for index, slots in state["state"].items() for name, value in slots.items()}
+    groups = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in group.items()} for group in state["param_groups"]]
+    return tensors, groups
+
+
+def save_model(model: Model, filepath, *, include_optimizer=True) -> None:
+    """Write `model` to `filepath` (a `.ember` zip)."""
+    filepath = os.fspath(filepath)
+    if not filepath.endswith(".ember"):
+        raise ValueError(f"model files end in '.ember', got {filepath!r}")
+    config = {"format_version": FORMAT_VERSION, "ember_version": ember.__version__,
+              "class_name": type(model).__name__, "config": model.get_config(),
+              "compile_config": model.compile_config()}
+    entries = {WEIGHTS: save_safetensors(_tensors(model.state_dict()))}
+    if include_optimizer and model.optimizer is not None and config["compile_config"] is not None:
+        tensors, config["optimizer_param_groups"] = _optimizer_tensors(model.optimizer)
+        entries[OPTIMIZER] = save_safetensors(tensors)
+    entries[CONFIG] = json.dumps(config, indent=2).encode()
+
+    def write(f):
+        with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            for name, data in entries.items():
+                archive.writestr(name, data)
+    _write_atomically(filepath, write)
+
+
+def _check_entries(archive: zipfile.ZipFile, path: str) -> None:
+    for name in archive.namelist():
+        parts = name.replace("\\", "/").split("/")
+        if name.startswith(("/", "\\")) or ".." in parts or ":" in parts[0]:
+            raise ModelFileError(f"{path}: unsafe entry {name!r} escapes the model file's folder")
+        if name.endswith((".pkl", ".pickle", ".pt", ".pth", ".bin")) or name.endswith("data.pkl"):
+            raise ModelFileError(f"{path}: entry {name!r} holds pickled data, which ember never loads")
+        if name not in (CONFIG, WEIGHTS, OPTIMIZER) and not name.startswith("assets/"):
+            raise ModelFileError(f"{path}: unexpected entry {name!r} (an .ember file holds {CONFIG}, {WEIGHTS}, "
+                                 f"{OPTIMIZER} and assets/)")
+    if CONFIG not in archive.namelist() or WEIGHTS not in archive.namelist():
+        raise ModelFileError(f"{path}: not an ember model file (needs {CONFIG} and {WEIGHTS})")
+
+
+def _read(archive, name, path, limit=None) -> bytes:
+    info = archive.getinfo(name)
+    if limit is not None and info.file_size > limit:
+        raise ModelFileError(f"{path}: {name} is implausibly large ({info.file_size} bytes)")
+    try:
+        return archive.read(name)
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as e:
+        raise ModelFileError(f"{path}: {name} is corrupt ({e})") from None
+
+
+def _load_config(archive, path) -> dict:
+    try:
+        config = json.loads(_read(archive, CONFIG, path, _MAX_CONFIG_BYTES))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ModelFileError(f"{path}: {CONFIG} is not valid JSON ({e})") from None
+    if not isinstance(config, dict) or "class_name" not in config or "config" not in config:
+        raise ModelFileError(f"{path}: {CONFIG} lacks 'class_name' or 'config'")
+    version = config.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ModelFileError(f"{path}: written by ember {config.get('ember_version', '?')} in format "
+                             f"{version!r}; this ember ({ember.__version__}) reads format {FORMAT_VERSION}: upgrade ember")
+    return config
+
+
+def _layer_from(entry: dict, classes: dict, path: str):
+    if not isinstance(entry, dict) or not isinstance(entry.get("class_name"), str):
+        raise ModelFileError(f"{path}: a layer entry in {CONFIG} lacks 'class_name'")
+    name = entry["class_name"]
+    if name not in classes:
+        raise ModelFileError(f"{path}: unknown layer class {name!r} in {CONFIG} (custom layers need "
+                             "load_model(..., custom_objects={...}))")
+    try:
+        return classes[name].from_config(dict(entry.get("config") or {}))
+    except (TypeError, ValueError) as e:
+        raise ModelFileError(f"{path}: bad config for layer {name!r}: {e}") from None
+
+
+def model_from_config(config: dict, custom_objects: dict | None = None, path: str = "config") -> Model:
+    """Rebuild a model from the data in `config.json`; only known or explicitly passed classes are used."""
+    classes = {**LAYERS, **(custom_objects or {})}
+    name = config["class_name"]
+    body = config["config"] if isinstance(config["config"], dict) else {}
+    if name == "Sequential":
+        model = Sequential(name=body.get("name"))
+        if body.get("input_shape") is not None:
+            model._set_input(body["input_shape"], body.get("input_dtype", "float32"))
+        for entry in body.get("layers", []):
+            model.layers.append(_layer_from(entry, classes, path))
+        if model.input_shape is not None:
+            model.build((None, *model.input_shape))
+        return model
+    if name in (custom_objects or {}):
+        return _layer_from({"class_name": name, "config": body}, classes, path)
+    raise ModelFileError(f"{path}: unknown model class {name!r} (a subclassed model needs "
+                         "load_model(..., custom_objects={...}))")
+
+
+def _load_state(model, data: bytes, path: str, what: str) -> dict:
+    try:
+        return load_safetensors(data)
+    except (SafetensorError, ValueError, OSError) as e:
+        raise ModelFileError(f"{path}: {what} is not a valid safetensors file ({e})") from None
+
+
+def _apply_weights(model, state: dict, path: str):
+    expected = model.state_dict()
+    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise ModelFileError(f"{path}: weights do not match the architecture (missing: {missing[:5]}, "
+                             f"unexpected: {unexpected[:5]})")
+    for key, tensor in state.items():
+        if tensor.shape != expected[key].shape:
+            raise ModelFileError(f"{path}: weight {key!r} has shape {tuple(tensor.shape)}, "
+                                 f"the architecture needs {tuple(expected[key].shape)}")
+    model.load_state_dict(state)
+
+
+def _compile_from(model, compile_config: dict, path: str):
+    try:
+        optimizer_cls = optimizers_lib.OPTIMIZERS[compile_config["optimizer"]["class_name"]]
+        loss_cls = losses_lib.LOSSES[compile_config["loss"]["class_name"]]
+        model.compile(optimizer_cls(**compile_config["optimizer"]["config"]),
+                      loss_cls(**compile_config["loss"]["config"]), compile_config["metrics"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise ModelFileError(f"{path}: bad compile_config in {CONFIG} ({e})") from None
+
+
+def _restore_optimizer(model, archive, config, path):
+    state = _load_state(model, _read(archive, OPTIMIZER, path), path, OPTIMIZER)
+    slots: dict[int, dict] = {}
+    for key, tensor in state.items():
+        index, name = key.split(".", 1)
+        slots.setdefault(int(index), {})[name] = tensor
+    try:
+        model.optimizer.load_state_dict({"state": slots, "param_groups": config["optimizer_param_groups"]})
+    except (KeyError, ValueError, TypeError) as e:
+        raise ModelFileError(f"{path}: optimizer state does not match the model ({e})") from None
+
+
+def load_model(filepath, custom_objects: dict | None = None, compile: bool = True) -> Model:
+    """Read a `.ember` file written by `Model.save`.
+
+    >>> model = models.load_model("model.ember")
+    """
+    path = os.fspath(filepath)
+    if not os.path.isfile(path):
+        raise ModelFileError(f"{path}: no such model file")
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as e:
+        raise ModelFileError(f"{path}: not a valid ember model file (truncated or not a zip: {e})") from None
+    with archive:
+        _check_entries(archive, path)
+        config = _load_config(archive, path)
+        model = model_from_config(config, custom_objects, path)
+        _apply_weights(model, _load_state(model, _read(archive, WEIGHTS, path), path, WEIGHTS), path)
+        if compile and config.get("compile_config"):
+            _compile_from(model, config["compile_config"], path)
+            if OPTIMIZER in archive.namelist() and model.optimizer is not None:
+                _restore_optimizer(model, archive, config, path)
+    model.eval()
+    return model
+
+
+def save_weights(model: Model, filepath) -> None:
+    """Write the weights alone to a `.safetensors` file."""
+    filepath = os.fspath(filepath)
+    data = save_safetensors(_tensors(model.state_dict()))
+    _write_atomically(filepath, lambda f: f.write(data))
+
+
+def load_weights(model: Model, filepath) -> None:
+    path = os.fspath(filepath)
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise ModelFileError(f"{path}: cannot read weights ({e.strerror})") from None
+    _apply_weights(model, _load_state(model, data, path, "weights file"), path)

@@ -1,0 +1,1 @@
+"""The training loop and what it uses: callbacks, optimizers, losses, metrics, device."""
