@@ -1,7 +1,7 @@
 """The 8x8 handwritten digits shipped inside scikit-learn (1,797 images): always available offline.
 
 Pixel values 0..16 are scaled to uint8 0..255 so the arrays look like MNIST's. The split is fixed:
-a seeded shuffle, then 1,437 training and 360 test images (80/20).
+a seeded shuffle, then 1,438 training and 359 test images (80/20).
 """
 import numpy as np
 

@@ -1,6 +1,6 @@
 """Where dataset files come from: `$EMBER_DATA/NAME/`, then `~/.cache/ember/datasets/NAME/`, then a download.
 
-Downloads go to the cache through a temporary file, are checked against their sha256 and only then
+`EMBER_OFFLINE=1` forbids the download step. Downloads go to the cache through a temporary file, are checked against their sha256 and only then
 renamed into place, so an interrupted or corrupted download never leaves a file that looks complete.
 """
 import hashlib
@@ -26,6 +26,10 @@ class RemoteFile:
 def data_dir() -> Path | None:
     value = os.environ.get("EMBER_DATA")
     return Path(value).expanduser() if value else None
+
+
+def offline() -> bool:
+    return os.environ.get("EMBER_OFFLINE", "").lower() in ("1", "true", "yes")
 
 
 def cache_dir() -> Path:
@@ -75,12 +79,12 @@ def fetch(dataset: str, file: RemoteFile, mirrors: list[str]) -> Path:
     local = find_local(dataset, file.name)
     if local is not None:
         return local
-    errors = []
-    for mirror in mirrors:
+    errors = ["EMBER_OFFLINE is set"] if offline() else []
+    for mirror in [] if offline() else mirrors:
         try:
             return download(mirror.rstrip("/") + "/" + file.name, cache_dir() / dataset / file.name, file.sha256)
         except DatasetError as e:
             errors.append(str(e))
     where = f"$EMBER_DATA/{dataset}/ or {cache_dir() / dataset}/"
-    raise DatasetError(f"{dataset}: {file.name} is not in {where} and could not be downloaded "
+    raise DatasetError(f"{dataset}: {file.name} is not in {where} and was not downloaded "
                        f"({'; '.join(errors)}); put {file.name} from {mirrors[0]} into one of those folders")

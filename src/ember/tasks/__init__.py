@@ -1,0 +1,1 @@
+"""Applications, one file each, built from the library below them."""
