@@ -12,6 +12,7 @@ import argparse
 import os
 import statistics
 import time
+import warnings
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
 
@@ -61,6 +62,7 @@ def keras_runner(x, y):
         import keras
     except ImportError:
         return None
+    warnings.filterwarnings("ignore", module="keras")  # Keras 3 warns about input_shape in its own example
     model = classic_cnn(keras.layers, keras.models)
     return lambda: model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0)
 

@@ -20,7 +20,7 @@ class _Pooling(Layer):
         self.data_format = data_format or "channels_last"
 
     def forward(self, x):
-        x = spatial.channels_last_grad(spatial.channels_first(x, self.data_format))
+        x = spatial.channels_first(x, self.data_format)
         return spatial.channels_last(self.pool(x), self.data_format)
 
     def _same_pads(self, x):

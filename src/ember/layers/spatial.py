@@ -31,29 +31,6 @@ def channels_first(x: torch.Tensor, data_format: str) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
 
 
-class _ChannelsLastGrad(torch.autograd.Function):
-    """Identity whose backward returns the gradient in channels_last layout.
-
-    torch's CPU max/avg pooling backward returns an NCHW-contiguous gradient even for channels_last
-    inputs; the ReLU and convolution backward that follow then run on mixed layouts, about 15x
-    slower for the ReLU. One copy here keeps the whole backward pass in one layout.
-    """
-
-    @staticmethod
-    def forward(ctx, x):
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(ctx, grad):
-        return grad.contiguous(memory_format=torch.channels_last)
-
-
-def channels_last_grad(x: torch.Tensor) -> torch.Tensor:
-    if x.dim() == 4 and x.requires_grad and x.is_contiguous(memory_format=torch.channels_last):
-        return _ChannelsLastGrad.apply(x)
-    return x
-
-
 def channels_last(x: torch.Tensor, data_format: str) -> torch.Tensor:
     return x if data_format == "channels_first" else x.movedim(1, -1)
 
