@@ -42,7 +42,7 @@ CLASSIC = textwrap.dedent("""
 def test_classic_keras_mnist_cnn_verbatim(ember_data, tmp_path):
     script = tmp_path / "classic.py"
     script.write_text(CLASSIC)
-    env = {**os.environ, "EMBER_OFFLINE": "1"}
+    env = {**os.environ, "EMBER_OFFLINE": "1", "EMBER_DATA": str(ember_data.resolve())}
     result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env,
                             timeout=1200, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]

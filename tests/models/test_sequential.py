@@ -221,3 +221,27 @@ def test_callback_hooks_and_stop_training():
     model.compile("adam", "sparse_categorical_crossentropy")
     history = model.fit(x, y, epochs=5, callbacks=[Recorder()], verbose=0)
     assert len(seen) == 3 and len(history.epoch) == 1
+
+
+def _layer_by_layer(model, x):
+    for layer in model.layers:
+        x = layer(x)
+    return x
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid"])
+def test_pooling_before_the_activation_changes_nothing(activation):
+    model = models.Sequential([layers.Input(shape=(12, 12, 2)), layers.Conv2D(4, 3, activation=activation),
+                               layers.MaxPooling2D(2), layers.Flatten(), layers.Dense(3, activation="softmax")])
+    assert [len(step) for step in model.steps()] == [2, 1, 1]  # conv+pool run as one step
+    x = torch.randn(5, 12, 12, 2) - 0.5  # plenty of negative pre-activations and ties at zero
+    weights = torch.randn(5, 3)
+    results = []
+    for forward in (model, lambda t: _layer_by_layer(model, t)):
+        model.zero_grad()
+        inputs = x.clone().requires_grad_()
+        out = forward(inputs)
+        (out * weights).sum().backward()
+        results.append([out.detach(), inputs.grad] + [p.grad.clone() for p in model.parameters()])
+    for planned, naive in zip(*results):
+        assert_close(planned, naive, atol=1e-6, rtol=1e-6)

@@ -15,6 +15,8 @@ def to_tensor(array, what: str) -> torch.Tensor:
 
 def as_inputs(x) -> tuple[torch.Tensor, ...]:
     """A model's inputs as a tuple: one array, or a list/tuple of arrays for several inputs."""
+    if x is None:
+        raise ValueError("no input data: pass x (an array, or a list of arrays for several inputs)")
     if isinstance(x, (list, tuple)) and x and not np.isscalar(x[0]) and hasattr(x[0], "__len__"):
         return tuple(to_tensor(a, f"x[{i}]") for i, a in enumerate(x))
     return (to_tensor(x, "x"),)

@@ -155,7 +155,7 @@ class Model(Layer):
 
     # -- metrics -----------------------------------------------------------------------------
     def update_metrics(self, loss, y, y_pred, weight, batch_size):
-        self.loss_tracker.update_state(None, loss, torch.tensor(float(batch_size)))
+        self.loss_tracker.add(loss, batch_size)
         for metric in self.compiled_metrics:
             metric.update_state(y, y_pred, weight)
 

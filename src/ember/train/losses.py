@@ -45,10 +45,19 @@ class SparseCategoricalCrossentropy(Loss):
     """Cross-entropy between integer labels and class scores on the last axis."""
     ignore_class: int | None = None
 
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        if sample_weight is not None or not self.from_logits:
+            return super().__call__(y_true, y_pred, sample_weight)
+        # the common case in one fused op, forward and backward
+        ignore = -100 if self.ignore_class is None else self.ignore_class
+        return F.cross_entropy(y_pred.movedim(-1, 1), self._labels(y_true, y_pred), ignore_index=ignore)
+
+    @staticmethod
+    def _labels(y_true, y_pred):
+        return (y_true.squeeze(-1) if y_true.dim() == y_pred.dim() else y_true).long()
+
     def call(self, y_true, y_pred):
-        if y_true.dim() == y_pred.dim():
-            y_true = y_true.squeeze(-1)
-        y_true = y_true.long()
+        y_true = self._labels(y_true, y_pred)
         if self.from_logits:
             log_probs = torch.log_softmax(y_pred, dim=-1)
         else:

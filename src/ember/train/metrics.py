@@ -21,20 +21,22 @@ class Metric:
     def update_state(self, y_true, y_pred, sample_weight=None):
         values = self.values(y_true, y_pred).float()
         if sample_weight is None:
-            total, count = values.sum(), values.numel()
+            total, count = values.sum(), values.numel()  # count stays a Python int: one op fewer per step
         else:
             weight = sample_weight.float().reshape(sample_weight.shape + (1,) * (values.dim() - sample_weight.dim()))
             total, count = (values * weight).sum(), weight.expand_as(values).sum()
         if self.total is None:
-            self.total, self.count = total, torch.as_tensor(count, dtype=torch.float32, device=total.device)
+            self.total, self.count = total, count
         else:
             self.total += total
-            self.count += count
+            self.count = self.count + count
 
     def result(self) -> torch.Tensor:
         if self.total is None:
             return torch.tensor(0.0)
-        return self.total / self.count.clamp_min(1e-12)
+        if isinstance(self.count, torch.Tensor):
+            return self.total / self.count.clamp_min(1e-12)
+        return self.total / max(self.count, 1)
 
     def values(self, y_true, y_pred):
         raise NotImplementedError
@@ -45,6 +47,15 @@ class Mean(Metric):
 
     def values(self, y_true, y_pred):
         return y_pred.detach().reshape(-1)
+
+    @torch.no_grad()
+    def add(self, value: torch.Tensor, weight: int) -> None:
+        """Fast path for one scalar per batch (the loss, weighted by batch size)."""
+        if self.total is None:
+            self.total, self.count = value * weight, weight
+        else:
+            self.total += value * weight
+            self.count += weight
 
 
 class MeanMetricWrapper(Metric):

@@ -54,11 +54,9 @@ class Progbar:
         if self.verbose == 0:
             return
         elapsed = time.perf_counter() - self.start
-        per_step = format_per_step(elapsed / max(steps, 1))
         bar = self._bar(steps) + " " if self.verbose == 1 else ""
-        prefix = "\r" if self.dynamic else ""
-        self._write(f"{prefix}{bar}{elapsed:.0f}s {per_step}{format_logs(logs)}\x1b[K\n" if self.dynamic else
-                    f"{prefix}{bar}{elapsed:.0f}s {per_step}{format_logs(logs)}\n")
+        line = f"{bar}{elapsed:.0f}s {format_per_step(elapsed / max(steps, 1))}{format_logs(logs)}"
+        self._write(f"\r{line}\x1b[K\n" if self.dynamic else line + "\n")
 
     def _bar(self, step: int) -> str:
         width = len(str(self.target))
