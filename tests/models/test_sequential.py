@@ -204,7 +204,7 @@ def test_progress_output_looks_like_keras(capsys):
     model.fit(x, y, epochs=2, validation_split=0.25)
     out = capsys.readouterr().out
     assert "Epoch 1/2" in out and "Epoch 2/2" in out
-    assert "2/2 ━" in out and "ms/step" in out and "- accuracy:" in out and "- val_loss:" in out
+    assert "2/2 ━" in out and "s/step - loss:" in out and "- accuracy:" in out and "- val_loss:" in out
 
 
 def test_callback_hooks_and_stop_training():
