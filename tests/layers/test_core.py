@@ -81,3 +81,9 @@ def test_rescaling_casts_integers():
 def test_input_declares_shape():
     layer = layers.Input(shape=(28, 28, 1))
     assert layer.shape == (28, 28, 1)
+
+
+def test_integer_inputs_compute_in_float_like_keras():
+    images = torch.randint(0, 256, (2, 5, 5, 1), dtype=torch.uint8)
+    assert layers.Conv2D(2, 3)(images).dtype == torch.float32
+    assert layers.Dense(3)(images.flatten(1)).dtype == torch.float32

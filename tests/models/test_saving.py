@@ -70,6 +70,17 @@ def _rewrite(src, dst, replace=None, extra=None):
             zout.writestr(name, data)
 
 
+def _edit_config(src, dst, edit):
+    """Copy a model file, changing its config.json with `edit(config)`."""
+    def replace(name, data):
+        if name != "config.json":
+            return data
+        config = json.loads(data)
+        edit(config)
+        return json.dumps(config).encode()
+    _rewrite(src, dst, replace=replace)
+
+
 class _Exploit:
     def __init__(self, marker):
         self.marker = marker
@@ -106,14 +117,7 @@ def test_a_pickle_inside_is_refused_and_never_run(saved, tmp_path):
 
 def test_a_class_outside_ember_is_refused(saved, tmp_path):
     bad = tmp_path / "bad.ember"
-
-    def evil(name, data):
-        if name != "config.json":
-            return data
-        config = json.loads(data)
-        config["config"]["layers"][0]["class_name"] = "os.system"
-        return json.dumps(config).encode()
-    _rewrite(saved, bad, replace=evil)
+    _edit_config(saved, bad, lambda config: config["config"]["layers"][0].update(class_name="os.system"))
     with pytest.raises(ModelFileError, match="unknown layer class 'os.system'"):
         models.load_model(bad)
 
@@ -137,14 +141,7 @@ def test_a_truncated_file_is_a_clear_error(saved, tmp_path, keep):
 
 def test_a_file_from_a_newer_ember_says_upgrade(saved, tmp_path):
     bad = tmp_path / "new.ember"
-
-    def newer(name, data):
-        if name != "config.json":
-            return data
-        config = json.loads(data)
-        config.update(format_version=99, ember_version="9.0.0")
-        return json.dumps(config).encode()
-    _rewrite(saved, bad, replace=newer)
+    _edit_config(saved, bad, lambda config: config.update(format_version=99, ember_version="9.0.0"))
     with pytest.raises(ModelFileError, match="written by ember 9.0.0.*upgrade ember"):
         models.load_model(bad)
 

@@ -91,5 +91,6 @@ class ArrayData:
             index = order[start:start + batch_size] if shuffle else slice(start, start + batch_size)
             batch = [t[index] if t is not None else None for t in self._tensors()]
             if device is not None:
-                batch = [t.to(device, non_blocking=True) if t is not None else None for t in batch]
+                batch = [t.to(device, non_blocking=True) if t is not None and t.device != device else t
+                         for t in batch]
             yield tuple(batch[:len(self.xs)]), batch[-2], batch[-1]

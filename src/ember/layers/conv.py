@@ -44,7 +44,7 @@ class _Conv(_WithActivation):
         return x
 
     def pre_activation(self, x):
-        x = spatial.channels_first(x, self.data_format)
+        x = spatial.channels_first(self.autocast(x), self.data_format)
         return spatial.channels_last(self.conv(self._pad(x)), self.data_format)
 
     def forward(self, x):

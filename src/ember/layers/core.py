@@ -41,6 +41,11 @@ class _WithActivation(Layer):
         self.activation_id = activation
         self.activation = get_activation(activation)
 
+    @staticmethod
+    def autocast(x):
+        """Integer inputs (raw uint8 images, say) compute in float32, as Keras casts layer inputs."""
+        return x if x.is_floating_point() else x.float()
+
     def activation_config(self) -> dict:
         name = activation_name(self.activation_id)
         if name is None:
@@ -69,10 +74,10 @@ class Dense(_WithActivation):
             initialize(self.linear.bias, self.bias_initializer)
 
     def pre_activation(self, x):
-        return self.linear(x)
+        return self.linear(self.autocast(x))
 
     def forward(self, x):
-        return self.activation(self.linear(x))
+        return self.activation(self.pre_activation(x))
 
     def get_config(self):
         return {**super().get_config(), "units": self.units, **self.activation_config(), "use_bias": self.use_bias,
