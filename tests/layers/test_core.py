@@ -87,3 +87,8 @@ def test_integer_inputs_compute_in_float_like_keras():
     images = torch.randint(0, 256, (2, 5, 5, 1), dtype=torch.uint8)
     assert layers.Conv2D(2, 3)(images).dtype == torch.float32
     assert layers.Dense(3)(images.flatten(1)).dtype == torch.float32
+
+
+def test_unsupported_dtype_is_an_error_not_ignored():
+    with pytest.raises(ValueError, match="only float32"):
+        layers.Dense(3, dtype="float16")

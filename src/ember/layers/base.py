@@ -47,6 +47,8 @@ class Layer(nn.Module):
 
     def __init__(self, *, name: str | None = None, input_shape=None, trainable: bool = True, dtype=None):
         super().__init__()
+        if dtype not in (None, "float32", torch.float32):
+            raise ValueError(f"{type(self).__name__}: only float32 weights are supported, got dtype={dtype!r}")
         self.name = name or unique_name(type(self).__name__)
         self.declared_input_shape = tuple(input_shape) if input_shape is not None else None
         self.trainable = trainable

@@ -11,7 +11,10 @@ from ember.layers.initializers import initialize
 
 
 class InputLayer(Layer):
-    """Declares the per-sample input shape of a Sequential model; passes data through."""
+    """Declares the per-sample input shape of a Sequential model; passes data through.
+
+    `batch_size` is accepted for Keras compatibility: batches may have any size.
+    """
 
     def __init__(self, shape, *, batch_size=None, dtype="float32", name=None, **kwargs):
         super().__init__(name=name, input_shape=shape, **kwargs)

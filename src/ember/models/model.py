@@ -43,7 +43,7 @@ class Model(Layer):
         self._optimizer_spec = None
         self._logit_loss = None
         self._device = None
-        self._compile_args = None
+        self._compile_metrics = None
 
     # -- building ---------------------------------------------------------------------------
     def __call__(self, *args, **kwargs):
@@ -102,7 +102,7 @@ class Model(Layer):
         self.optimizer = self._optimizer_spec if isinstance(self._optimizer_spec, torch.optim.Optimizer) else None
         self._logit_loss = self._loss_on_logits()
         self._output_fn = get_activation(self.output_activation()) if self._logit_loss is not None else None
-        self._compile_args = (optimizer, loss, metrics)
+        self._compile_metrics = list(metrics or [])
         if not self._needs_build() and any(True for _ in self.parameters()):
             self._ensure_optimizer()
 
@@ -270,14 +270,12 @@ class Model(Layer):
 
     def compile_config(self) -> dict | None:
         """The compile arguments as data when they are all given by name or spec; else None."""
-        if self._compile_args is None:
+        if self._compile_metrics is None:
             return None
-        optimizer, loss, metrics = self._compile_args
-        spec = self._optimizer_spec
         loss_name = losses_lib.name_of(self.loss_fn)
-        opt_name = optimizers_lib.name_of(spec)
-        if loss_name is None or opt_name is None or not all(isinstance(m, str) for m in metrics or []):
+        opt_name = optimizers_lib.name_of(self._optimizer_spec)
+        if loss_name is None or opt_name is None or not all(isinstance(m, str) for m in self._compile_metrics):
             return None
-        return {"optimizer": {"class_name": opt_name, "config": spec.get_config()},
+        return {"optimizer": {"class_name": opt_name, "config": self._optimizer_spec.get_config()},
                 "loss": {"class_name": loss_name, "config": self.loss_fn.get_config()},
-                "metrics": list(metrics or [])}
+                "metrics": self._compile_metrics}
