@@ -1,7 +1,8 @@
 """Where dataset files come from: `$EMBER_DATA/NAME/`, then `~/.cache/ember/datasets/NAME/`, then a download.
 
-`EMBER_OFFLINE=1` forbids the download step. Downloads go to the cache through a temporary file, are checked against their sha256 and only then
-renamed into place, so an interrupted or corrupted download never leaves a file that looks complete.
+`EMBER_OFFLINE=1` forbids the download step. Downloads go to the cache through a temporary file, are
+checked against their sha256 and only then renamed into place, so an interrupted or corrupted download
+never leaves a file that looks complete.
 """
 import hashlib
 import os
@@ -79,8 +80,9 @@ def fetch(dataset: str, file: RemoteFile, mirrors: list[str]) -> Path:
     local = find_local(dataset, file.name)
     if local is not None:
         return local
-    errors = ["EMBER_OFFLINE is set"] if offline() else []
-    for mirror in [] if offline() else mirrors:
+    no_download = offline()
+    errors = ["EMBER_OFFLINE is set"] if no_download else []
+    for mirror in [] if no_download else mirrors:
         try:
             return download(mirror.rstrip("/") + "/" + file.name, cache_dir() / dataset / file.name, file.sha256)
         except DatasetError as e:

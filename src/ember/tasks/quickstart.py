@@ -34,8 +34,6 @@ def load(dataset: str):
 
 def run(out_dir="ember_quickstart", *, dataset="auto", epochs=None, verbose="auto") -> dict:
     """Train, evaluate and save the classic CNN; returns the test metrics."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     dataset, (x_train, y_train), (x_test, y_test) = load(dataset)
     epochs = epochs or DEFAULT_EPOCHS[dataset]
     print(f"ember quickstart: the classic MNIST CNN on {dataset} "
@@ -46,6 +44,8 @@ def run(out_dir="ember_quickstart", *, dataset="auto", epochs=None, verbose="aut
     model.fit(x_train, y_train, epochs=epochs, verbose=verbose)
     test_loss, test_acc = model.evaluate(x_test, y_test, verbose=0)
     metrics = {"dataset": dataset, "test_loss": round(test_loss, 6), "test_accuracy": round(test_acc, 6)}
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)  # only now: a run that fails earlier leaves nothing behind
     path = out / "model.ember"
     model.save(path)
     reloaded = models.load_model(path)

@@ -25,6 +25,9 @@ class Metric:
         else:
             weight = sample_weight.float().reshape(sample_weight.shape + (1,) * (values.dim() - sample_weight.dim()))
             total, count = (values * weight).sum(), weight.expand_as(values).sum()
+        self._accumulate(total, count)
+
+    def _accumulate(self, total: torch.Tensor, count) -> None:
         if self.total is None:
             self.total, self.count = total, count
         else:
@@ -51,11 +54,7 @@ class Mean(Metric):
     @torch.no_grad()
     def add(self, value: torch.Tensor, weight: int) -> None:
         """Fast path for one scalar per batch (the loss, weighted by batch size)."""
-        if self.total is None:
-            self.total, self.count = value * weight, weight
-        else:
-            self.total += value * weight
-            self.count += weight
+        self._accumulate(value * weight, weight)
 
 
 class MeanMetricWrapper(Metric):
