@@ -1,6 +1,7 @@
 """Keras-named layers as torch.nn.Modules: `from ember import layers; layers.Dense(10)`."""
 from ember.layers.activations import ACTIVATIONS
 from ember.layers.base import Layer
+from ember.layers.blocks import ResidualBlock
 from ember.layers.conv import Conv1D, Conv2D
 from ember.layers.core import Activation, Dense, Dropout, Flatten, Input, InputLayer, Rescaling, Reshape
 from ember.layers.normalization import BatchNormalization
@@ -13,6 +14,7 @@ LAYERS: dict[str, type[Layer]] = {cls.__name__: cls for cls in (
     InputLayer, Dense, Activation, Flatten, Reshape, Dropout, Rescaling, Conv1D, Conv2D,
     MaxPooling1D, MaxPooling2D, AveragePooling1D, AveragePooling2D, GlobalAveragePooling1D,
     GlobalAveragePooling2D, GlobalMaxPooling1D, GlobalMaxPooling2D, BatchNormalization,
+    ResidualBlock,
 )}
 
 # Keras's aliases

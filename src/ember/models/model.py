@@ -44,6 +44,8 @@ class Model(Layer):
         self._logit_loss = None
         self._device = None
         self._compile_metrics = None
+        # JSON data saved with the model (e.g. class names and preprocessing a task needs to predict)
+        self.metadata: dict = {}
 
     # -- building ---------------------------------------------------------------------------
     def __call__(self, *args, **kwargs):

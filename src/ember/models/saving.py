@@ -62,6 +62,8 @@ def save_model(model: Model, filepath, *, include_optimizer=True) -> None:
     config = {"format_version": FORMAT_VERSION, "ember_version": ember.__version__,
               "class_name": type(model).__name__, "config": model.get_config(),
               "compile_config": model.compile_config()}
+    if model.metadata:
+        config["metadata"] = _json_safe(model.metadata)
     entries = {WEIGHTS: save_safetensors(_tensors(model.state_dict()))}
     if include_optimizer and model.optimizer is not None and config["compile_config"] is not None:
         tensors, config["optimizer_param_groups"] = _optimizer_tensors(model.optimizer)
@@ -73,6 +75,13 @@ def save_model(model: Model, filepath, *, include_optimizer=True) -> None:
             for name, data in entries.items():
                 archive.writestr(name, data)
     _write_atomically(filepath, write)
+
+
+def _json_safe(metadata: dict) -> dict:
+    try:
+        return json.loads(json.dumps(metadata))
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"model.metadata must hold JSON data only (strings, numbers, lists, dicts): {e}") from None
 
 
 def _check_entries(archive: zipfile.ZipFile, path: str) -> None:
@@ -204,6 +213,10 @@ def load_model(filepath, custom_objects: dict | None = None, compile: bool = Tru
         _check_entries(archive, path)
         config = _load_config(archive, path)
         model = model_from_config(config, custom_objects, path)
+        metadata = config.get("metadata", {})
+        if not isinstance(metadata, dict):
+            raise ModelFileError(f"{path}: 'metadata' in {CONFIG} must be a JSON object")
+        model.metadata = metadata
         _apply_weights(model, _load_state(model, _read(archive, WEIGHTS, path), path, WEIGHTS), path)
         if compile and config.get("compile_config"):
             _compile_from(model, config["compile_config"], path)

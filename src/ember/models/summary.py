@@ -13,13 +13,13 @@ def _size(count: int) -> str:
     return f"{size:.2f} {unit}"
 
 
-def _row(cells, left="│", middle="│", right="│", align=("<", "<", ">")) -> str:
-    parts = [f" {str(c):{a}{w - 2}} " for c, w, a in zip(cells, _WIDTHS, align)]
+def _row(cells, widths, left="│", middle="│", right="│", align=("<", "<", ">")) -> str:
+    parts = [f" {str(c):{a}{w - 2}} " for c, w, a in zip(cells, widths, align)]
     return left + middle.join(parts) + right
 
 
-def _rule(left, middle, right, fill) -> str:
-    return left + middle.join(fill * w for w in _WIDTHS) + right
+def _rule(widths, left, middle, right, fill) -> str:
+    return left + middle.join(fill * w for w in widths) + right
 
 
 def _shape(layer) -> str:
@@ -46,12 +46,15 @@ def print_summary(model, print_fn=None) -> None:
     if not model.built:
         raise ValueError(f"model {model.name!r} has not been built yet: give the first layer an input_shape, "
                          "call model.build(input_shape), or call the model on a batch of data")
-    lines = [f'Model: "{model.name}"', _rule("┏", "┳", "┓", "━"),
-             _row(("Layer (type)", "Output Shape", "Param #"), "┃", "┃", "┃"), _rule("┡", "╇", "┩", "━")]
-    for layer in _layers_of(model):
-        name = getattr(layer, "name", type(layer).__name__.lower())
-        lines.append(_row((f"{name} ({type(layer).__name__})", _shape(layer), f"{sum(_count(layer)):,}")))
-    lines.append(_rule("└", "┴", "┘", "─"))
+    rows = [(f"{getattr(layer, 'name', type(layer).__name__.lower())} ({type(layer).__name__})", _shape(layer),
+             f"{sum(_count(layer)):,}") for layer in _layers_of(model)]
+    # Keras's widths, widened where a long layer name or shape would otherwise break the table
+    widths = [max([w, *(len(row[i]) + 2 for row in rows)]) for i, w in enumerate(_WIDTHS)]
+    lines = [f'Model: "{model.name}"', _rule(widths, "┏", "┳", "┓", "━"),
+             _row(("Layer (type)", "Output Shape", "Param #"), widths, "┃", "┃", "┃"),
+             _rule(widths, "┡", "╇", "┩", "━")]
+    lines += [_row(row, widths) for row in rows]
+    lines.append(_rule(widths, "└", "┴", "┘", "─"))
     trainable, frozen = _count(model)
     lines += [f" Total params: {trainable + frozen:,} ({_size(trainable + frozen)})",
               f" Trainable params: {trainable:,} ({_size(trainable)})",
