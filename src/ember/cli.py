@@ -3,6 +3,7 @@
 Errors the user can fix print one line on stderr and exit with code 2; `--debug` shows the traceback.
 """
 import argparse
+import json
 import sys
 
 from ember.errors import EmberError
@@ -12,7 +13,50 @@ EXIT_USAGE = 2
 
 def _quickstart(args):
     from ember.tasks import quickstart
-    quickstart.run(args.out, dataset=args.dataset, epochs=args.epochs)
+    quickstart.run(out=args.out, overrides=args.set, overwrite=args.overwrite, quiet=args.quiet)
+
+
+def _train(args):
+    from ember.tasks import runner
+    runner.train(args.config, overrides=args.set, out=args.out, overwrite=args.overwrite, quiet=args.quiet)
+
+
+def _config_show(args):
+    from ember.tasks import config
+    print(config.to_yaml(config.load_config(args.config, args.set)), end="")
+
+
+def _evaluate(args):
+    from pathlib import Path
+
+    from ember.tasks import runner
+    metrics = runner.evaluate(args.target, data=args.data, batch_size=args.batch_size)
+    if args.json:
+        print(json.dumps(metrics, indent=2))
+        return
+    runner.print_metrics(metrics)
+    saved = Path(args.target) / "metrics.json"
+    if args.data is None and saved.is_file():
+        print(f"largest difference from {saved}: {runner.compare(metrics, saved):.3g}")
+
+
+def _predict(args):
+    from ember.tasks import runner
+    results = runner.predict(args.model, args.inputs, top_k=args.top_k)
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return
+    for result in results:
+        best = "  ".join(f"{p['label']} {p['probability']:.3f}" for p in result["predictions"])
+        print(f"{result['input']}: {best}")
+
+
+def _add_run_options(parser):
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value, e.g. --set train.epochs=3 (repeatable)")
+    parser.add_argument("--out", help="run directory (default: output.dir, else runs/<config name>)")
+    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty run directory")
+    parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,12 +64,37 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     parser.add_argument("--version", action="version", version=f"ember {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    quick = commands.add_parser("quickstart", help="train, evaluate and save the classic MNIST CNN (offline)")
-    quick.add_argument("--out", default="ember_quickstart", help="folder for model.ember and metrics.json")
-    quick.add_argument("--dataset", default="auto", choices=["auto", "mnist", "digits"],
-                       help="auto: MNIST if its files are on disk, else scikit-learn's digits")
-    quick.add_argument("--epochs", type=int, default=None, help="default: 5 on MNIST, 15 on digits")
+    quick = commands.add_parser("quickstart", help="train the classic CNN on the digits that ship with "
+                                "scikit-learn (offline) and write a run directory")
+    _add_run_options(quick)
     quick.set_defaults(handler=_quickstart)
+
+    train = commands.add_parser("train", help="train from a YAML config into a run directory")
+    train.add_argument("config", help="the YAML config (see configs/)")
+    _add_run_options(train)
+    train.set_defaults(handler=_train)
+
+    config = commands.add_parser("config", help="inspect configs")
+    config_commands = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    show = config_commands.add_parser("show", help="print the resolved config, defaults filled in")
+    show.add_argument("config")
+    show.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
+    show.set_defaults(handler=_config_show)
+
+    evaluate = commands.add_parser("evaluate", help="test metrics of a run directory or a model file")
+    evaluate.add_argument("target", metavar="RUN_DIR|MODEL")
+    evaluate.add_argument("--data", help="test data: a dataset name (mnist, fashion_mnist, digits), an image "
+                          "folder or an .npz (default for a run: its config's test set)")
+    evaluate.add_argument("--batch-size", type=int, default=None)
+    evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    evaluate.set_defaults(handler=_evaluate)
+
+    predict = commands.add_parser("predict", help="top-k classes of input files (images)")
+    predict.add_argument("model", metavar="MODEL", help="a model.ember written by `ember train`")
+    predict.add_argument("inputs", nargs="+", metavar="INPUT")
+    predict.add_argument("--top-k", type=int, default=3)
+    predict.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    predict.set_defaults(handler=_predict)
     return parser
 
 

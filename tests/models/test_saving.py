@@ -179,3 +179,24 @@ def test_save_is_atomic_and_needs_the_suffix(tmp_path):
     with pytest.raises(ValueError, match=".ember"):
         model.save(tmp_path / "m.zip")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_model_built_by_fit_remembers_its_input_shape(tmp_path):
+    model = models.Sequential([layers.Flatten(), layers.Dense(3, activation="softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    x = np.random.default_rng(0).random((16, 4, 4)).astype("float32")
+    model.fit(x, np.arange(16) % 3, epochs=1, verbose=0)
+    model.save(tmp_path / "m.ember")
+    np.testing.assert_array_equal(models.load_model(tmp_path / "m.ember").predict(x, verbose=0),
+                                  model.predict(x, verbose=0))
+
+
+def test_metadata_travels_in_the_model_file(tmp_path):
+    model = mlp()
+    model.metadata = {"class_names": ["a", "b"], "preprocessing": {"image_size": [8, 8]}}
+    model.save(tmp_path / "m.ember")
+    assert models.load_model(tmp_path / "m.ember").metadata == model.metadata
+    model.metadata = {"bad": object()}
+    with pytest.raises(ValueError, match="JSON data only"):
+        model.save(tmp_path / "n.ember")
+    assert not (tmp_path / "n.ember").exists()

@@ -64,6 +64,7 @@ class Layer(nn.Module):
         first = args[0] if args else next(iter(kwargs.values()))
         self.build(tuple(first.shape))
         self.to(first.device)  # weights follow the data the layer first sees
+        self.train(self.training)  # sublayers made in build() take the layer's train/eval mode
         if not self.trainable:
             self.requires_grad_(False)
         self.built = True

@@ -3,6 +3,7 @@
 Subclass it and write `forward` (as a torch.nn.Module), or use `Sequential`. The seams to override
 are `train_step`, `test_step` and `predict_step`; the loops live in `ember.train.trainer`.
 """
+import contextlib
 import dataclasses
 
 import numpy as np
@@ -17,6 +18,9 @@ from ember.train import metrics as metrics_lib
 from ember.train import optimizers as optimizers_lib
 from ember.train import trainer
 from ember.train.distributed import resolve_device
+
+# compile(precision=...): the autocast dtype of the forward pass
+PRECISIONS = {"32": None, "bf16-mixed": torch.bfloat16}
 
 
 class Model(Layer):
@@ -44,6 +48,7 @@ class Model(Layer):
         self._logit_loss = None
         self._device = None
         self._compile_metrics = None
+        self._autocast_dtype = None
         # JSON data saved with the model (e.g. class names and preprocessing a task needs to predict)
         self.metadata: dict = {}
 
@@ -89,14 +94,18 @@ class Model(Layer):
         return param.device if param is not None else torch.device("cpu")
 
     # -- compiling ---------------------------------------------------------------------------
-    def compile(self, optimizer="rmsprop", loss=None, metrics=None, *, device="auto"):
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, *, device="auto", precision="32"):
         """Set the optimizer, loss and metrics (Keras names, ember/torch objects or callables).
 
-        `device="auto"` trains on CUDA when present, else on the CPU.
+        `device="auto"` trains on CUDA when present, else on the CPU. `precision="bf16-mixed"` runs the
+        forward pass under bfloat16 autocast (weights, optimizer and loss stay float32).
 
         >>> model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
         """
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         self._device = resolve_device(device)
+        self._autocast_dtype = PRECISIONS[precision]
         self.to(self._device)
         self.loss_fn = losses_lib.get(loss) if loss is not None else None
         self.compiled_metrics = [metrics_lib.get(m, self.loss_fn) for m in metrics or []]
@@ -133,11 +142,20 @@ class Model(Layer):
                                "call model.compile(optimizer, loss)")
 
     # -- steps (the seams) ---------------------------------------------------------------------
+    def _autocast(self):
+        if self._autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self._autocast_dtype)
+
     def compute_loss_and_predictions(self, xs, y, weight):
         if self._logit_loss is not None:
-            logits = self.forward_logits(*xs)
+            with self._autocast():
+                logits = self.forward_logits(*xs)
+            logits = logits.float()
             return self._logit_loss(y, logits, weight), self._output_fn(logits.detach())
-        y_pred = self(*xs)
+        with self._autocast():
+            y_pred = self(*xs)
+        y_pred = y_pred.float()
         return self.loss_fn(y, y_pred, weight), y_pred.detach()
 
     def train_step(self, xs, y, weight):
@@ -153,7 +171,9 @@ class Model(Layer):
         self.update_metrics(loss, y, y_pred, weight, len(xs[0]))
 
     def predict_step(self, xs):
-        return self(*xs)
+        with self._autocast():
+            out = self(*xs)
+        return out.float() if isinstance(out, torch.Tensor) else out
 
     # -- metrics -----------------------------------------------------------------------------
     def update_metrics(self, loss, y, y_pred, weight, batch_size):

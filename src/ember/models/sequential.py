@@ -80,6 +80,17 @@ class Sequential(Model):
         del self.layers[-1]
         return layer
 
+    def build(self, input_shape):
+        if self.input_shape is None:  # remembered so that a saved model rebuilds itself when loaded
+            self._set_input(tuple(input_shape)[1:], "float32")
+        super().build(input_shape)
+
+    def _build_from(self, data):
+        if self.input_shape is None and len(data):
+            x = data.xs[0]
+            self._set_input(tuple(x.shape[1:]), "float32" if x.is_floating_point() else str(x.dtype)[len("torch."):])
+        super()._build_from(data)
+
     def _set_input(self, shape, dtype):
         self.input_shape = tuple(shape)
         self.input_dtype = getattr(torch, dtype)

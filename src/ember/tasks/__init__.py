@@ -1,1 +1,38 @@
-"""Applications, one file each, built from the library below them."""
+"""Applications, one file each, built from the library below them.
+
+`TASKS` maps a config's `task:` name to the module that implements it; each module exposes `TASK`, an
+object with the `Task` interface that the runner (`ember.tasks.runner`) calls. Modules are imported only
+when a config names them.
+"""
+import importlib
+from pathlib import Path
+from typing import Protocol
+
+TASKS: dict[str, str] = {
+    "image_classification": "ember.tasks.image_classification",
+}
+
+
+class Task(Protocol):
+    name: str
+    config_class: type       # RunConfig plus the task's `data` and `model` sections
+    loss: str
+    metrics: list[str]
+
+    def load_data(self, config): ...                        # train and test arrays, class names, source
+    def build_model(self, config, data): ...                # a built ember Model
+    def fit_arrays(self, config, data): ...                 # (x, y) for Model.fit
+    def metadata(self, data) -> dict: ...                   # JSON saved in the model file for predict
+    def evaluate(self, model, data, batch_size: int) -> tuple[dict, dict]: ...   # (metrics.json, report details)
+    def evaluation_data(self, model, data_arg: str, seed=0): ...  # test data named on the command line
+    def summary_line(self, metrics: dict) -> str: ...
+    def report_sections(self, run_dir: Path, data, metrics: dict, details: dict, config) -> list[str]: ...
+    def predict_files(self, model, paths, top_k: int = 3) -> list[dict]: ...
+
+
+def get_task(name: str) -> Task:
+    """The task registered under `name`; a KeyError names the known ones."""
+    if name not in TASKS:
+        from ember.tasks.config import did_you_mean
+        raise KeyError(f"unknown task {name!r}{did_you_mean(name, TASKS)}; known: {', '.join(TASKS)}")
+    return importlib.import_module(TASKS[name]).TASK

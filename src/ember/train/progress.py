@@ -6,6 +6,9 @@ throttling keeps host syncs off most steps); elsewhere one line per epoch is pri
 import sys
 import time
 
+from ember.train.callbacks import Callback
+from ember.train.optimizers import get_learning_rate
+
 _WIDTH = 20
 _INTERVAL = 0.1
 
@@ -66,3 +69,59 @@ class Progbar:
     def _write(self, text: str) -> None:
         self.stream.write(text)
         self.stream.flush()
+
+
+class EpochProgress(Callback):
+    """A `fit` callback for command-line runs: a rich progress bar per epoch on a terminal, and one plain
+    line per epoch otherwise (logs, CI), each ending with the epoch's metrics and learning rate.
+
+    The bar advances in `on_train_batch_begin`, which needs no metric values; the running loss is read
+    (a host sync) at most every 0.25 s.
+    """
+
+    def __init__(self, epochs: int, stream=None, interval: float = 0.25):
+        super().__init__()
+        self.epochs, self.interval = epochs, interval
+        self.stream = stream or sys.stdout
+        self.dynamic = self.stream.isatty()
+        self.bar = None
+
+    def on_train_begin(self, logs=None):
+        if self.dynamic:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                TimeRemainingColumn(), TextColumn("{task.fields[logs]}"),
+                                console=Console(file=self.stream), transient=True)
+            self.bar.start()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch, self.started, self.last = epoch, time.perf_counter(), 0.0
+        if self.bar is not None:
+            self.task = self.bar.add_task(f"epoch {epoch + 1}/{self.epochs}", total=self.params.get("steps"),
+                                          logs="")
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.bar is None:
+            return
+        now = time.perf_counter()
+        if now - self.last < self.interval:
+            return
+        self.last = now
+        self.bar.update(self.task, completed=batch, logs=format_logs(self.model.metric_logs()).lstrip(" -"))
+
+    def on_epoch_end(self, epoch, logs=None):
+        seconds = time.perf_counter() - self.started
+        line = (f"epoch {epoch + 1}/{self.epochs} - {seconds:.1f}s{format_logs(logs or {})}"
+                f" - lr: {get_learning_rate(self.model.optimizer):.3g}")
+        if self.bar is not None:
+            self.bar.remove_task(self.task)
+            self.bar.console.print(line, highlight=False)
+        else:
+            self.stream.write(line + "\n")
+            self.stream.flush()
+
+    def on_train_end(self, logs=None):
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None

@@ -1,0 +1,1 @@
+"""Evaluation: metrics computed from predictions, and the plots a run report shows."""

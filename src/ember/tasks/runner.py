@@ -1,0 +1,292 @@
+"""The task runner behind `ember train`, `ember evaluate` and `ember predict`.
+
+`train` validates the config, loads the data and builds the model before it touches the disk, then
+writes the run into a hidden staging folder beside `--out` and renames it into place when everything is
+written: a failed or interrupted run leaves no run directory behind.
+
+Run directory: config.yaml (resolved), metrics.jsonl (one line per epoch), metrics.json (test metrics),
+checkpoints/, model.ember, plots/*.png, report.md.
+"""
+import contextlib
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from ember import models
+from ember.errors import DatasetError, EmberError
+from ember.evaluation import plots
+from ember.seeding import set_random_seed
+from ember.tasks import config as config_lib
+from ember.tasks import get_task
+from ember.train import callbacks as callbacks_lib
+from ember.train import optimizers as optimizers_lib
+from ember.train.progress import EpochProgress
+
+
+class RunDirError(EmberError, FileExistsError):
+    """The run directory cannot be used (not empty, or not a folder)."""
+
+
+# -- the run directory ---------------------------------------------------------------------------
+def default_run_dir(config_path) -> Path:
+    """runs/<config name>, or the first free runs/<config name>-N."""
+    base = Path("runs") / Path(config_path).stem
+    candidate, n = base, 1
+    while candidate.exists() and any(candidate.iterdir()):
+        n += 1
+        candidate = base.with_name(f"{base.name}-{n}")
+    return candidate
+
+
+def check_run_dir(run_dir: Path, overwrite: bool) -> None:
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunDirError(f"{run_dir}: exists and is not a folder")
+    if run_dir.is_dir() and any(run_dir.iterdir()) and not overwrite:
+        raise RunDirError(f"{run_dir}: run directory is not empty; pass --overwrite to replace it or choose "
+                          "another --out")
+
+
+@contextlib.contextmanager
+def staged(run_dir: Path, overwrite: bool):
+    """Yield a hidden sibling folder to write into; on success it becomes `run_dir`, on failure it is removed."""
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = run_dir.parent / f".{run_dir.name}.partial-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        yield staging
+        check_run_dir(run_dir, overwrite)  # nothing else took the folder meanwhile
+        if run_dir.exists():
+            shutil.rmtree(run_dir)
+        staging.rename(run_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+# -- callbacks the runner adds -----------------------------------------------------------------------
+class MetricsLogger(callbacks_lib.Callback):
+    """Appends one JSON line per epoch: epoch, every log value, the learning rate and the epoch's seconds."""
+
+    def __init__(self, path: Path):
+        super().__init__()
+        self.path, self.rows = Path(path), []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.perf_counter()
+        self.lr = optimizers_lib.get_learning_rate(self.model.optimizer)
+
+    def on_epoch_end(self, epoch, logs=None):
+        row = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}, "lr": self.lr,
+               "seconds": round(time.perf_counter() - self.started, 3)}
+        self.rows.append(row)
+        with self.path.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+
+
+def _monitor(name: str | None, has_validation: bool, key: str) -> str:
+    if name is None:
+        return "val_loss" if has_validation else "loss"
+    if name.startswith("val_") and not has_validation:
+        raise config_lib.ConfigError(f"{key}: monitoring {name!r} needs validation data; set data.validation_split "
+                                     f"above 0 or monitor {name.removeprefix('val_')!r}")
+    return name
+
+
+def build_callbacks(config, run_dir: Path, has_validation: bool, quiet: bool) -> list:
+    section = config.callbacks
+    found = [MetricsLogger(run_dir / "metrics.jsonl")]
+    if not quiet:  # before the callbacks that print, so their lines follow the epoch's
+        found.append(EpochProgress(config.train.epochs))
+    base_lr = None
+
+    def schedule(epoch, lr):
+        nonlocal base_lr
+        base_lr = lr if base_lr is None else base_lr
+        return config.train.schedule.factor(epoch, config.train.epochs, base_lr)
+    if config.train.schedule.name != "constant" or config.train.schedule.warmup_epochs:
+        found.insert(0, callbacks_lib.LearningRateScheduler(schedule))
+    if section.terminate_on_nan:
+        found.append(callbacks_lib.TerminateOnNaN())
+    ckpt = section.checkpoints
+    if ckpt.save_last:
+        found.append(callbacks_lib.ModelCheckpoint(run_dir / "checkpoints" / "last.ember", monitor="loss"))
+    if ckpt.save_best:
+        monitor = _monitor(ckpt.monitor, has_validation, "callbacks.checkpoints.monitor")
+        found.append(callbacks_lib.ModelCheckpoint(run_dir / "checkpoints" / "best.ember", monitor=monitor,
+                                                   save_best_only=True))
+    if section.early_stopping is not None:
+        es = section.early_stopping
+        found.append(callbacks_lib.EarlyStopping(
+            monitor=_monitor(es.monitor, has_validation, "callbacks.early_stopping.monitor"), patience=es.patience,
+            min_delta=es.min_delta, restore_best_weights=es.restore_best_weights, verbose=0 if quiet else 1))
+    if section.reduce_lr_on_plateau is not None:
+        rl = section.reduce_lr_on_plateau
+        found.append(callbacks_lib.ReduceLROnPlateau(
+            monitor=_monitor(rl.monitor, has_validation, "callbacks.reduce_lr_on_plateau.monitor"), factor=rl.factor,
+            patience=rl.patience, min_lr=rl.min_lr, verbose=0 if quiet else 1))
+    return found
+
+
+def _optimizer(train):
+    spec = optimizers_lib.OPTIMIZERS[train.optimizer]()
+    if train.lr is not None:
+        spec.learning_rate = train.lr
+    if train.weight_decay:
+        if not hasattr(spec, "weight_decay"):
+            raise config_lib.ConfigError(f"train.weight_decay: optimizer {train.optimizer!r} has no weight decay")
+        spec.weight_decay = train.weight_decay
+    return spec
+
+
+# -- train ------------------------------------------------------------------------------------------
+def _say(quiet: bool, *lines):
+    if not quiet:
+        for line in lines:
+            print(line, flush=True)
+
+
+def train(config_path=None, *, overrides=(), out=None, overwrite=False, quiet=False, config=None) -> Path:
+    """Run `ember train`: returns the run directory."""
+    if config is None:
+        config = config_lib.load_config(config_path, overrides)
+    task = get_task(config.task)
+    run_dir = Path(out or config.output.dir or default_run_dir(config_path or "run"))
+    check_run_dir(run_dir, overwrite)
+    if config.train.seed is not None:
+        set_random_seed(config.train.seed)
+    try:
+        data = task.load_data(config)
+        model = task.build_model(config, data)
+    except (config_lib.ConfigError, DatasetError) as e:
+        raise type(e)(f"{config_path or 'config'}: {e}") from None
+    model.compile(optimizer=_optimizer(config.train), loss=task.loss, metrics=task.metrics,
+                  precision=config.train.precision)
+    model.metadata = task.metadata(data)
+    x, y = task.fit_arrays(config, data)
+    has_validation = config.data.validation_split > 0 and int(len(y) * config.data.validation_split) > 0
+    _say(quiet, f"ember train: {config.task} on {data.source} ({len(y):,} training / {len(data.y_test):,} test "
+                f"samples), model {config.model.name or 'from model.layers'} ({model.count_params():,} weights), "
+                f"{config.train.epochs} epochs -> {run_dir}")
+    with staged(run_dir, overwrite) as staging:
+        (staging / "config.yaml").write_text(config_lib.to_yaml(config))
+        callbacks = build_callbacks(config, staging, has_validation, quiet)
+        started = time.perf_counter()
+        model.fit(x, y, batch_size=config.train.batch_size, epochs=config.train.epochs, verbose=0,
+                  validation_split=config.data.validation_split if has_validation else 0.0, callbacks=callbacks)
+        seconds = time.perf_counter() - started
+        history = callbacks[[isinstance(c, MetricsLogger) for c in callbacks].index(True)].rows
+        model.save(staging / "model.ember")
+        metrics, details = task.evaluate(model, data, config.train.batch_size)
+        write_json(staging / "metrics.json", metrics)
+        if config.output.plots and history:
+            plots.learning_curves(history, staging / "plots" / "learning_curves.png")
+        if config.output.report:
+            sections = task.report_sections(staging, data, metrics, details, config)
+            write_report(staging, config, model, data, metrics, history, seconds, sections)
+    _say(quiet, task.summary_line(metrics), f"run saved to {run_dir}")
+    return run_dir
+
+
+def write_json(path: Path, data: dict) -> None:
+    path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def write_report(run_dir: Path, config, model, data, metrics: dict, history: list, seconds: float,
+                 sections: list[str]) -> None:
+    final = history[-1] if history else {}
+    headline = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+    table = "\n".join(f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v:,} |" for k, v in headline.items())
+    train_rows = "\n".join(f"| {k} | {v:.4g} |" for k, v in final.items() if k not in ("epoch", "seconds"))
+    curves = ("## Learning curves\n\n![learning curves](plots/learning_curves.png)\n" if config.output.plots
+              and history else "")
+    text = "\n".join([
+        f"# Run report: {config.task}",
+        "",
+        f"Model **{config.model.name or 'model.layers'}** ({model.count_params():,} weights) trained on "
+        f"{data.source} ({len(data.y_train):,} training samples) for {len(history)} epoch"
+        f"{'s' if len(history) != 1 else ''} in {seconds:.1f} s. The resolved configuration is in "
+        "[config.yaml](config.yaml); per-epoch figures in [metrics.jsonl](metrics.jsonl).",
+        "",
+        "## Test set",
+        "",
+        "| metric | value |",
+        "|---|---|",
+        table,
+        "",
+        f"## Last epoch ({final.get('epoch', 0)})",
+        "",
+        "| metric | value |",
+        "|---|---|",
+        train_rows,
+        "",
+        curves,
+        *sections,
+    ])
+    (run_dir / "report.md").write_text(text.rstrip() + "\n")
+
+
+# -- evaluate and predict ------------------------------------------------------------------------------
+def evaluate(target, *, data=None, batch_size=None) -> dict:
+    """Test metrics of a run directory (its config's test data) or a model file (with `data`)."""
+    target = Path(target)
+    if target.is_dir():
+        config = config_lib.load_config(target / "config.yaml")
+        model = models.load_model(target / "model.ember")
+        task = get_task(config.task)
+        images = task.load_data(config) if data is None else task.evaluation_data(model, data, config.train.seed)
+        batch_size = batch_size or config.train.batch_size
+    else:
+        model = models.load_model(target)
+        task_name = model.metadata.get("task")
+        if task_name is None:
+            raise EmberError(f"{target}: the model file names no task; train it with `ember train`")
+        if data is None:
+            raise EmberError(f"{target}: a model file needs --data (a dataset name, an image folder or an .npz)")
+        task = get_task(task_name)
+        images = task.evaluation_data(model, data)
+        batch_size = batch_size or 32
+    metrics, _ = task.evaluate(model, images, batch_size)
+    return metrics
+
+
+def compare(metrics: dict, path: Path) -> float:
+    """Largest absolute difference between the numbers in `metrics` and those saved in `path`."""
+    saved = json.loads(path.read_text())
+    flat_a, flat_b = _numbers(metrics), _numbers(saved)
+    if set(flat_a) != set(flat_b):
+        return math.inf
+    return max((abs(flat_a[k] - flat_b[k]) for k in flat_a), default=0.0)
+
+
+def _numbers(tree, prefix="") -> dict:
+    if isinstance(tree, dict):
+        return {k: v for key, value in tree.items() for k, v in _numbers(value, f"{prefix}{key}.").items()}
+    if isinstance(tree, list):
+        return {k: v for i, value in enumerate(tree) for k, v in _numbers(value, f"{prefix}{i}.").items()}
+    return {prefix.rstrip("."): float(tree)}
+
+
+def predict(model_path, inputs, *, top_k=3) -> list[dict]:
+    model = models.load_model(model_path)
+    task_name = model.metadata.get("task")
+    if task_name is None:
+        raise EmberError(f"{model_path}: the model file names no task; train it with `ember train`")
+    missing = [p for p in inputs if not Path(p).is_file()]
+    if missing:
+        raise EmberError(f"{missing[0]}: no such input file")
+    return get_task(task_name).predict_files(model, [Path(p) for p in inputs], top_k=top_k)
+
+
+def print_metrics(metrics: dict, stream=None) -> None:
+    stream = stream or sys.stdout
+    for key, value in metrics.items():
+        if isinstance(value, float):
+            print(f"{key:>16}  {value:.6f}", file=stream)
+        elif isinstance(value, int):
+            print(f"{key:>16}  {value:,}", file=stream)
+
