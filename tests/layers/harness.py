@@ -6,7 +6,10 @@ from ember.layers import LAYERS
 
 def check_layer(layer, input_shape, *, dtype=torch.float32):
     """Run `layer` through the life every layer must survive; returns its output on a random input."""
-    x = torch.randn(input_shape, dtype=dtype, requires_grad=dtype.is_floating_point)
+    if dtype.is_floating_point:
+        x = torch.randn(input_shape, dtype=dtype, requires_grad=True)
+    else:  # token ids
+        x = torch.randint(0, 8, input_shape, dtype=dtype)
     layer.train()
     out = layer(x)
     assert layer.built and layer.output_shape == (None, *out.shape[1:])

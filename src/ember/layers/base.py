@@ -45,6 +45,10 @@ class Layer(nn.Module):
     ...         return x * self.scale
     """
 
+    # Padding masks (Keras semantics): a layer whose `forward` takes `mask=` receives the mask of its input;
+    # `compute_mask` gives the mask of its output, passed through where `supports_masking` is set.
+    supports_masking = False
+
     def __init__(self, *, name: str | None = None, input_shape=None, trainable: bool = True, dtype=None):
         super().__init__()
         if dtype not in (None, "float32", torch.float32):
@@ -71,6 +75,9 @@ class Layer(nn.Module):
         out = super().__call__(*args, **kwargs)
         self.output_shape = shape_without_batch(out.shape) if isinstance(out, torch.Tensor) else None
         return out
+
+    def compute_mask(self, inputs, mask=None):
+        return mask if self.supports_masking else None
 
     def get_config(self) -> dict:
         config = {"name": self.name, "trainable": self.trainable}

@@ -62,6 +62,8 @@ class Dense(_WithActivation):
     >>> layers.Dense(64, activation="relu")
     """
 
+    supports_masking = True
+
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", **kwargs):
         super().__init__(activation, **kwargs)
@@ -89,6 +91,8 @@ class Dense(_WithActivation):
 
 class Activation(_WithActivation):
     """Applies an activation by name: `layers.Activation("softmax")`."""
+
+    supports_masking = True
 
     def __init__(self, activation, **kwargs):
         super().__init__(activation, **kwargs)
@@ -138,6 +142,8 @@ def shape_str(shape) -> str:
 class Dropout(Layer):
     """Zeroes a `rate` fraction of inputs during training and scales the rest by 1/(1-rate)."""
 
+    supports_masking = True
+
     def __init__(self, rate, **kwargs):
         super().__init__(**kwargs)
         if not 0 <= rate < 1:
@@ -153,6 +159,8 @@ class Dropout(Layer):
 
 class Rescaling(Layer):
     """`x * scale + offset`, casting integer images to float: `layers.Rescaling(1 / 255)`."""
+
+    supports_masking = True
 
     def __init__(self, scale, offset=0.0, **kwargs):
         super().__init__(**kwargs)

@@ -47,6 +47,7 @@ INITIALIZERS: dict[str, Callable] = {
     "ones": nn.init.ones_,
     "random_normal": lambda t: nn.init.normal_(t, 0.0, 0.05),
     "random_uniform": lambda t: nn.init.uniform_(t, -0.05, 0.05),
+    "uniform": lambda t: nn.init.uniform_(t, -0.05, 0.05),  # Keras's Embedding default
     "truncated_normal": lambda t: _truncated_normal(t, 0.05),
     "orthogonal": nn.init.orthogonal_,
 }

@@ -16,6 +16,8 @@ class BatchNormalization(Layer):
     >>> layers.BatchNormalization()
     """
 
+    supports_masking = True
+
     def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, center=True, scale=True,
                  beta_initializer="zeros", gamma_initializer="ones", **kwargs):
         super().__init__(**kwargs)

@@ -84,17 +84,27 @@ class _GlobalPooling(Layer):
         first = 2 if self.data_format == "channels_first" else 1
         return tuple(range(first, first + self.rank))
 
+    def _steps_mask(self, mask, x):
+        """A (batch, steps) padding mask shaped to broadcast over the channels axis."""
+        return mask.bool()[:, None, :] if self.data_format == "channels_first" else mask.bool()[..., None]
+
     def get_config(self):
         return {**super().get_config(), "data_format": self.data_format, "keepdims": self.keepdims}
 
 
 class _GlobalAverage(_GlobalPooling):
-    def forward(self, x):
+    def forward(self, x, mask=None):
+        if mask is not None:  # the mean of the real steps only
+            weights = self._steps_mask(mask, x).to(x.dtype)
+            total = (x * weights).sum(dim=self._axes(), keepdim=self.keepdims)
+            return total / weights.sum(dim=self._axes(), keepdim=self.keepdims).clamp(min=1)
         return x.mean(dim=self._axes(), keepdim=self.keepdims)
 
 
 class _GlobalMax(_GlobalPooling):
-    def forward(self, x):
+    def forward(self, x, mask=None):
+        if mask is not None:  # padding never wins the max
+            x = x.masked_fill(~self._steps_mask(mask, x), float("-inf"))
         return x.amax(dim=self._axes(), keepdim=self.keepdims)
 
 

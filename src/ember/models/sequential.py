@@ -1,7 +1,10 @@
 """`Sequential`: a plain stack of layers, each feeding the next, built as soon as its input shape is known."""
+import inspect
+
 import torch
 from torch import nn
 
+from ember.layers.base import Layer
 from ember.layers.core import InputLayer
 from ember.layers.pooling import GlobalMaxPooling1D, GlobalMaxPooling2D, MaxPooling1D, MaxPooling2D
 from ember.models.model import Model
@@ -40,6 +43,10 @@ def run_step(step, x):
     return layer.activation(pool(layer.pre_activation(x)))
 
 
+def _takes_mask(layer) -> bool:
+    return "mask" in inspect.signature(layer.forward).parameters
+
+
 class Sequential(Model):
     """A linear stack of layers.
 
@@ -57,6 +64,7 @@ class Sequential(Model):
         self.input_shape = None
         self.input_dtype = torch.float32
         self._steps, self._steps_for = [], 0
+        self._masks, self._masks_for = False, 0
         for layer in layers or []:
             self.add(layer)
 
@@ -101,8 +109,27 @@ class Sequential(Model):
         return self._steps
 
     def forward(self, x):
+        if self._makes_masks():
+            return self._forward_masked(x, logits=False)
         for step in self.steps():
             x = run_step(step, x)
+        return x
+
+    def _makes_masks(self) -> bool:
+        if self._masks_for != len(self.layers):  # layers changed since last asked
+            self._masks = any(type(layer).compute_mask is not Layer.compute_mask for layer in self.layers)
+            self._masks_for = len(self.layers)
+        return self._masks
+
+    def _forward_masked(self, x, logits: bool):
+        """Layer by layer, handing each the padding mask of its input (Keras's mask propagation)."""
+        mask = None
+        for i, layer in enumerate(self.layers):
+            last = logits and i == len(self.layers) - 1
+            call = layer.pre_activation if last else layer
+            out = call(x, mask=mask) if mask is not None and _takes_mask(layer) else call(x)
+            mask = layer.compute_mask(x, mask) if isinstance(layer, Layer) else None
+            x = out
         return x
 
     def output_activation(self):
@@ -112,6 +139,8 @@ class Sequential(Model):
         return last.activation_id
 
     def forward_logits(self, x):
+        if self._makes_masks():
+            return self._forward_masked(x, logits=True)
         *body, (last,) = self.steps()  # a model with an output activation ends in a single-layer step
         for step in body:
             x = run_step(step, x)

@@ -116,7 +116,7 @@ class EpochProgress(Callback):
                 f" - lr: {get_learning_rate(self.model.optimizer):.3g}")
         if self.bar is not None:
             self.bar.remove_task(self.task)
-            self.bar.console.print(line, highlight=False)
+            self.bar.console.print(line, highlight=False, soft_wrap=True)
         else:
             self.stream.write(line + "\n")
             self.stream.flush()
