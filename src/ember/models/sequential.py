@@ -117,7 +117,8 @@ class Sequential(Model):
 
     def _makes_masks(self) -> bool:
         if self._masks_for != len(self.layers):  # layers changed since last asked
-            self._masks = any(type(layer).compute_mask is not Layer.compute_mask for layer in self.layers)
+            self._masks = any(getattr(type(layer), "compute_mask", Layer.compute_mask) is not Layer.compute_mask
+                              for layer in self.layers)
             self._masks_for = len(self.layers)
         return self._masks
 
