@@ -4,6 +4,8 @@ Errors the user can fix print one line on stderr and exit with code 2; `--debug`
 """
 import argparse
 import json
+import os
+import signal
 import sys
 
 from ember.errors import EmberError
@@ -51,6 +53,13 @@ def _predict(args):
         print(f"{result['input']}: {best}")
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def _add_run_options(parser):
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, e.g. --set train.epochs=3 (repeatable)")
@@ -85,14 +94,14 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("target", metavar="RUN_DIR|MODEL")
     evaluate.add_argument("--data", help="test data: a dataset name (mnist, fashion_mnist, digits), an image "
                           "folder or an .npz (default for a run: its config's test set)")
-    evaluate.add_argument("--batch-size", type=int, default=None)
+    evaluate.add_argument("--batch-size", type=_positive, default=None)
     evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON")
     evaluate.set_defaults(handler=_evaluate)
 
     predict = commands.add_parser("predict", help="top-k classes of input files (images)")
     predict.add_argument("model", metavar="MODEL", help="a model.ember written by `ember train`")
     predict.add_argument("inputs", nargs="+", metavar="INPUT")
-    predict.add_argument("--top-k", type=int, default=3)
+    predict.add_argument("--top-k", type=_positive, default=3)
     predict.add_argument("--json", action="store_true", help="print machine-readable JSON")
     predict.set_defaults(handler=_predict)
     return parser
@@ -103,11 +112,19 @@ def _version() -> str:
     return __version__
 
 
+def _terminate(signum, frame):
+    raise KeyboardInterrupt  # SIGTERM cleans up as Ctrl-C does: no half-written run directory stays
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         args.handler(args)
-    except (EmberError, ValueError, FileNotFoundError, PermissionError) as e:
+    except BrokenPipeError:  # `ember ... | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except (EmberError, ValueError, OSError) as e:
         if args.debug:
             raise
         print(f"ember {args.command}: error: {e}", file=sys.stderr)

@@ -38,6 +38,13 @@ def test_a_never_predicted_class_scores_zero_not_nan():
     assert np.isfinite(metrics["test_loss"])  # log(0) is clipped as Keras clips
 
 
+def test_macro_f1_counts_a_predicted_class_missing_from_the_labels():
+    y = np.array([0, 0, 1, 1])
+    p = np.eye(3)[[0, 2, 1, 1]]
+    metrics = classification.classification_metrics(y, p, ["a", "b", "c"])
+    assert metrics["test_macro_f1"] == pytest.approx(f1_score(y, p.argmax(1), average="macro"))
+
+
 def test_most_confused_pairs_are_off_diagonal_and_ordered():
     counts = [[5, 3, 0], [1, 9, 0], [0, 7, 2]]
     assert classification.most_confused(counts, ["a", "b", "c"]) == [("c", "b", 7), ("a", "b", 3), ("b", "a", 1)]

@@ -35,7 +35,7 @@ def test_defaults_are_filled_in(write):
 
 
 def test_overrides_parse_values_as_yaml(write):
-    config = config_lib.load_config(write(BASE), ["train.epochs=7", "train.lr=0.01", "data.image_size=[32, 32]",
+    config = config_lib.load_config(write(BASE), ["train.epochs=7", "train.lr=1e-2", "data.image_size=[32, 32]",
                                                   "train.schedule=cosine", "callbacks.early_stopping.patience=4"])
     assert config.train.epochs == 7 and config.train.lr == 0.01 and config.data.image_size == [32, 32]
     assert config.train.schedule.name == "cosine" and config.callbacks.early_stopping.patience == 4
@@ -90,3 +90,19 @@ def test_schedules():
     assert Schedule(name="exponential", gamma=0.9).factor(2, 5, 1.0) == pytest.approx(0.81)
     warm = Schedule(name="cosine", warmup_epochs=2)
     assert warm.factor(0, 10, 1.0) == pytest.approx(0.1) and warm.factor(2, 10, 1.0) == pytest.approx(1.0)
+
+
+def test_duplicate_keys_are_refused(write):
+    with pytest.raises(ConfigError, match="key 'epochs' appears twice"):
+        config_lib.load_config(write(BASE + "  epochs: 4\n"))
+
+
+def test_a_bad_override_is_blamed_on_the_override(write):
+    with pytest.raises(ConfigError, match=r"^--set train.epochs: train.epochs: input should be a valid integer"):
+        config_lib.load_config(write(BASE), ["train.epochs=lots"])
+
+
+def test_union_errors_name_the_key_only(write):
+    with pytest.raises(ConfigError) as error:
+        config_lib.load_config(write(BASE.replace("  name: seed_cnn", "  layers: [3]")))
+    assert "model.layers[0]" in str(error.value) and ".str" not in str(error.value)

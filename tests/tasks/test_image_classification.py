@@ -128,13 +128,25 @@ def test_image_folder_trains_evaluates_and_predicts_end_to_end(tmp_path, image_f
 def test_run_directory_is_never_overwritten_silently(tmp_path, image_folder):
     config = folder_config(tmp_path, image_folder)
     run = tmp_path / "run"
-    run.mkdir()
-    (run / "keep.txt").write_text("mine")
+    assert ember("train", str(config), "--out", str(run), "--set", "train.epochs=1", "--quiet").returncode == 0
+    (run / "notes.txt").write_text("mine")
     refused = ember("train", str(config), "--out", str(run), "--set", "train.epochs=1")
-    assert refused.returncode == 2 and "--overwrite" in refused.stderr and (run / "keep.txt").exists()
+    assert refused.returncode == 2 and "--overwrite" in refused.stderr and (run / "notes.txt").exists()
     replaced = ember("train", str(config), "--out", str(run), "--set", "train.epochs=1", "--overwrite", "--quiet")
     assert replaced.returncode == 0 and replaced.stdout == ""
-    assert not (run / "keep.txt").exists() and (run / "model.ember").is_file()
+    assert not (run / "notes.txt").exists() and (run / "model.ember").is_file()
+
+
+def test_overwrite_never_deletes_what_is_not_a_run(tmp_path, image_folder):
+    config = folder_config(tmp_path, image_folder)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "keep.txt").write_text("precious")
+    for out, cwd in ((str(mine), None), (".", str(tmp_path)), (str(image_folder), None)):
+        result = ember("train", str(config), "--out", out, "--overwrite", "--set", "train.epochs=1", cwd=cwd)
+        assert result.returncode == 2 and "not an ember run directory" in result.stderr, result.stderr
+    assert (mine / "keep.txt").read_text() == "precious" and (tmp_path / "folder.yaml").exists()
+    assert sorted(p.name for p in image_folder.iterdir()) == sorted(CLASSES)
 
 
 @pytest.mark.parametrize("edit, message", [
@@ -200,7 +212,7 @@ def test_unreadable_image_is_named(tmp_path, image_folder):
     shutil.copytree(image_folder, folder)
     (folder / "dots" / "broken.png").write_bytes(b"not a png")
     with pytest.raises(Exception, match="broken.png: not a readable image"):
-        ic.load_data(folder=str(folder))
+        ic.load_data(folder=str(folder), image_size=[16, 16])
 
 
 def test_layer_list_gets_a_softmax_and_registered_models_build():
@@ -217,3 +229,72 @@ def test_to_model_input_converts_colour_and_size():
     rgb = np.zeros((1, 5, 5, 3), np.uint8)
     rgb[..., 1] = 255
     assert np.allclose(ic.to_model_input(rgb, color_mode="grayscale"), 0.587, atol=1e-6)
+
+
+def test_sixteen_bit_images_are_scaled_not_clipped(tmp_path):
+    from ember.data.images import read_image
+    dark = np.full((4, 4), 10000, dtype=np.uint16)  # 15% grey in 16 bits
+    Image.fromarray(dark).save(tmp_path / "dark.png")
+    assert abs(int(read_image(tmp_path / "dark.png", "grayscale")[0, 0, 0]) - 39) <= 1
+
+
+@pytest.mark.parametrize("x, message", [
+    (np.full((4, 8, 8), 200.0), re.escape("float pixels must lie in [0, 1]")),
+    (np.full((4, 8, 8), np.nan), "NaN"),
+])
+def test_npz_pixels_outside_the_unit_range_are_refused(tmp_path, x, message):
+    np.savez(tmp_path / "bad.npz", x_train=x, y_train=np.arange(4) % 2)
+    with pytest.raises(Exception, match=message):
+        ic.load_data(npz=str(tmp_path / "bad.npz"))
+
+
+def test_fractional_labels_are_refused(tmp_path):
+    np.savez(tmp_path / "bad.npz", x_train=np.zeros((4, 8, 8), np.uint8), y_train=np.array([0, 0.5, 1, 1]))
+    with pytest.raises(Exception, match="whole class indices"):
+        ic.load_data(npz=str(tmp_path / "bad.npz"))
+
+
+def test_the_test_split_does_not_move_with_the_training_seed(tmp_path):
+    x = np.arange(50 * 4, dtype=np.uint8).reshape(50, 2, 2)
+    np.savez(tmp_path / "d.npz", x_train=x, y_train=np.arange(50) % 2)
+    first = ic.load_data(npz=str(tmp_path / "d.npz"))
+    config = config_lib.config_from_dict({"task": "image_classification", "data": {"npz": str(tmp_path / "d.npz")},
+                                          "train": {"seed": 7}})
+    again = ic.TASK.load_data(config)
+    np.testing.assert_array_equal(first.x_test, again.x_test)
+
+
+@pytest.mark.parametrize("edit, message", [
+    ("callbacks:\n  early_stopping: {monitor: val_acc}\n",
+     "'val_acc' is not a logged metric (did you mean 'val_accuracy'?)"),
+    ("callbacks:\n  reduce_lr_on_plateau: {patience: 1}\n", "use one of them"),
+])
+def test_callback_mistakes_are_caught_before_training(tmp_path, image_folder, edit, message):
+    config = folder_config(tmp_path, image_folder)
+    text = config.read_text()
+    if "reduce_lr" in edit:
+        text = text.replace("  seed: 0", "  seed: 0\n  schedule: cosine")
+    config.write_text(text + edit)
+    result = ember("train", str(config), "--out", str(tmp_path / "run"))
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder.yaml"]
+
+
+def test_a_diverging_run_fails_and_leaves_nothing(tmp_path, image_folder):
+    config = folder_config(tmp_path, image_folder)
+    result = ember("train", str(config), "--out", str(tmp_path / "run"), "--set", "train.lr=1e30",
+                   "--set", "train.optimizer=sgd", "--set", "train.epochs=3")
+    assert result.returncode == 2 and "training diverged" in result.stderr, result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder.yaml"]
+
+
+def test_out_under_a_file_is_one_line(tmp_path, image_folder):
+    config = folder_config(tmp_path, image_folder)
+    (tmp_path / "afile").write_text("x")
+    result = ember("train", str(config), "--out", str(tmp_path / "afile" / "run"), "--set", "train.epochs=1")
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_a_non_linear_non_softmax_head_is_refused():
+    with pytest.raises(config_lib.ConfigError, match="ends in a 'sigmoid' activation"):
+        ic.build_model((4, 4, 1), 3, layers=["Flatten", {"Dense": {"units": 3, "activation": "sigmoid"}}])

@@ -36,7 +36,7 @@ def classification_metrics(y_true, probabilities, class_names) -> dict:
     recall = _ratio(hits, counts.sum(axis=1).astype(np.float64))
     f1 = _ratio(2 * precision * recall, precision + recall)
     support = counts.sum(axis=1)
-    present = support > 0
+    present = (support > 0) | (counts.sum(axis=0) > 0)  # classes in the labels or the predictions, as scikit-learn
     return {
         "test_accuracy": float(hits.sum() / max(1, len(y_true))),
         "test_loss": float(per_sample_loss(y_true, probabilities).mean()) if len(y_true) else float("nan"),

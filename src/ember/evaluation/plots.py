@@ -81,6 +81,6 @@ def image_grid(images, captions, path, columns: int = 8, title=None, alerts=None
 def _save(fig, plt, path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, bbox_inches="tight")  # long class names stay inside the picture
     plt.close(fig)
     return path

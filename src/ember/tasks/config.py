@@ -7,12 +7,13 @@ are the same for every task (below); each task declares its own `data` and `mode
 """
 import difflib
 import math
+import re
 from pathlib import Path
 from typing import Literal
 
 import pydantic
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ember.errors import EmberError
 from ember.train import optimizers as optimizers_lib
@@ -57,7 +58,7 @@ class Train(Section):
     lr: float | None = Field(None, gt=0, description="default: the optimizer's Keras default")
     weight_decay: float = Field(0.0, ge=0)
     schedule: Schedule = Schedule()
-    seed: int | None = Field(0, description="null: a different run each time")
+    seed: int | None = Field(0, ge=0, lt=2**32, description="null: a different run each time")
     precision: Literal["32", "bf16-mixed"] = "32"
 
     @field_validator("optimizer")
@@ -115,11 +116,18 @@ class Output(Section):
 
 
 class RunConfig(Section):
-    """The sections every task shares; `config_class(task)` adds the task's `data` and `model`."""
+    """The sections every task shares; each task's config class adds its `data` and `model`."""
     task: str
     train: Train = Train()
     callbacks: Callbacks = Callbacks()
     output: Output = Output()
+
+    @model_validator(mode="after")
+    def _one_lr_policy(self):
+        if self.callbacks.reduce_lr_on_plateau is not None and self.train.schedule.name != "constant":
+            raise ValueError("train.schedule and callbacks.reduce_lr_on_plateau both set the learning rate; "
+                             "use one of them")
+        return self
 
 
 def did_you_mean(word: str, choices) -> str:
@@ -128,6 +136,30 @@ def did_you_mean(word: str, choices) -> str:
 
 
 # -- reading ----------------------------------------------------------------------------------------
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """safe_load that refuses a key given twice in one mapping (YAML would silently keep the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} appears twice",
+                                                        key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+# YAML 1.1 reads 1e-3 as a string (it wants 1.0e-3); learning rates are written 1e-3, so read them as floats
+_UniqueKeyLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                |\.[0-9_]+(?:[eE][-+][0-9]+)?
+                |[-+]?\.(?:inf|Inf|INF)
+                |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."))
+
 def read_yaml(path) -> dict:
     """The YAML mapping in `path`; syntax errors name the line and column."""
     path = Path(path)
@@ -138,7 +170,7 @@ def read_yaml(path) -> dict:
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: cannot read the config ({e})") from None
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
@@ -159,7 +191,7 @@ def apply_overrides(raw: dict, overrides, source: str = "--set") -> dict:
         if not sep or not key.strip():
             raise ConfigError(f"{source} {item!r}: expected KEY=VALUE, e.g. train.epochs=3")
         try:
-            value = yaml.safe_load(text) if text.strip() else None
+            value = yaml.load(text, Loader=_UniqueKeyLoader) if text.strip() else None
         except yaml.YAMLError:
             value = text
         node, parts = raw, key.strip().split(".")
@@ -192,10 +224,13 @@ def _section_types(annotation):
     return [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
 
 
+_TYPE_TAGS = {"str", "int", "float", "bool", "none", "list", "dict"}
+
+
 def _describe(error: dict, cls) -> str:
-    loc = tuple(error["loc"])
-    # errors inside a union or a validator carry the branch name in loc: keep only config keys
-    loc = tuple(p for p in loc if isinstance(p, int) or not p.startswith(("function-", "tagged-union")))
+    # errors inside a union or a validator carry the branch's type in loc ("str", "dict[str,any]"): keep keys only
+    loc = tuple(p for p in error["loc"] if isinstance(p, int) or not (p.startswith(("function-", "tagged-union"))
+                                                                       or p in _TYPE_TAGS or "[" in p))
     key = ".".join(f"[{p}]" if isinstance(p, int) else p for p in loc).replace(".[", "[")
     if error["type"] == "extra_forbidden":
         fields = _fields_at(cls, loc) or {}
@@ -206,26 +241,31 @@ def _describe(error: dict, cls) -> str:
     message = message.removeprefix("Value error, ")
     message = message[0].lower() + message[1:]
     value = error.get("input")
-    shown = value if isinstance(value, (str, int, float, bool, type(None))) else type(value).__name__
-    return f"{key}: {message} (got {shown!r})"
+    got = f" (got {value!r})" if isinstance(value, (str, int, float, bool)) else ""
+    return f"{key}: {message}{got}" if key else f"{message}{got}"
 
 
-def validate(raw: dict, cls, source: str):
+def validate(raw: dict, cls, source: str, overridden=()):
+    """`cls` validated from `raw`; the first problem as a ConfigError naming `source` (or the --set that caused it)."""
     try:
         return cls.model_validate(raw)
     except pydantic.ValidationError as e:
         errors = e.errors(include_url=False)
         more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
-        raise ConfigError(f"{source}: {_describe(errors[0], cls)}{more}") from None
+        key = ".".join(str(p) for p in errors[0]["loc"])
+        culprit = next((k for k in overridden if key == k or key.startswith(k + ".")), None)
+        where = f"--set {culprit}" if culprit else source
+        raise ConfigError(f"{where}: {_describe(errors[0], cls)}{more}") from None
 
 
 def load_config(path, overrides=None):
     """Read, override and validate a config file; returns the task's config object."""
     raw = apply_overrides(read_yaml(path), overrides)
-    return config_from_dict(raw, source=str(path))
+    overridden = [item.partition("=")[0].strip() for item in overrides or []]
+    return config_from_dict(raw, source=str(path), overridden=overridden)
 
 
-def config_from_dict(raw: dict, source: str = "config"):
+def config_from_dict(raw: dict, source: str = "config", overridden=()):
     from ember.tasks import get_task
     task_name = raw.get("task")
     if task_name is None:
@@ -236,7 +276,7 @@ def config_from_dict(raw: dict, source: str = "config"):
         task = get_task(task_name)
     except KeyError as e:
         raise ConfigError(f"{source}: task: {e.args[0]}") from None
-    return validate(raw, task.config_class, source)
+    return validate(raw, task.config_class, source, overridden)
 
 
 SECTION_ORDER = ("task", "data", "model", "train", "callbacks", "output")

@@ -11,18 +11,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from pydantic import Field, field_validator, model_validator
 
 from ember import datasets
 from ember import layers as ember_layers
+from ember.data.images import load_folder, load_npz, read_image, to_model_input
 from ember.errors import DatasetError
 from ember.evaluation import classification, plots
 from ember.models import Sequential, create_model, list_models
 from ember.tasks.config import ConfigError, RunConfig, Section, did_you_mean
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 NAMED = {
     "mnist": lambda: [str(d) for d in range(10)],
     "fashion_mnist": lambda: list(datasets.fashion_mnist.CLASS_NAMES),
@@ -39,6 +37,14 @@ class Data(Section):
     validation_split: float = Field(0.1, ge=0, lt=1, description="last fraction of the training set")
     test_split: float = Field(0.2, gt=0, lt=1, description="held out for testing when the data has no test part")
     subset: int | None = Field(None, ge=1, description="train on the first N training samples only")
+    split_seed: int = Field(0, ge=0, description="draws the test split of data without one (apart from train.seed, "
+                            "so runs with different seeds test on the same images)")
+
+    @field_validator("folder", "npz")
+    @classmethod
+    def _absolute(cls, path):
+        # a run's config.yaml then finds its data from any working directory
+        return None if path is None else str(Path(path).expanduser().absolute())
 
     @field_validator("image_size")
     @classmethod
@@ -103,159 +109,27 @@ class Images:
         return {"image_size": [height, width], "color_mode": "rgb" if channels == 3 else "grayscale"}
 
 
-# -- preprocessing ------------------------------------------------------------------------------------
-def to_model_input(x: np.ndarray, image_size=None, color_mode=None) -> np.ndarray:
-    """uint8 or float images (N, H, W) or (N, H, W, C) -> float32 (N, H', W', C') in [0, 1]."""
-    x = np.asarray(x)
-    if x.ndim == 3:
-        x = x[..., None]
-    if x.ndim != 4 or x.shape[-1] not in (1, 3, 4):
-        raise DatasetError(f"images must have shape (N, H, W) or (N, H, W, C) with 1, 3 or 4 channels, got {x.shape}")
-    images = torch.from_numpy(np.ascontiguousarray(x))
-    images = images.float() / 255.0 if not images.is_floating_point() else images.float()
-    images = images[..., :3]  # drop alpha
-    if color_mode == "grayscale" and images.shape[-1] == 3:
-        images = (images * torch.tensor([0.299, 0.587, 0.114])).sum(-1, keepdim=True)  # ITU-R 601, as Pillow's "L"
-    elif color_mode == "rgb" and images.shape[-1] == 1:
-        images = images.expand(-1, -1, -1, 3)
-    if image_size is not None and tuple(images.shape[1:3]) != tuple(image_size):
-        nchw = images.permute(0, 3, 1, 2)
-        nchw = F.interpolate(nchw, size=tuple(image_size), mode="bilinear", align_corners=False, antialias=True)
-        images = nchw.permute(0, 2, 3, 1)
-    return images.clamp_(0, 1).contiguous().numpy()
-
-
-def read_image(path: Path, color_mode: str, image_size=None) -> np.ndarray:
-    """One image file as uint8 (H, W, C), converted to `color_mode` and resized bilinearly with Pillow."""
-    from PIL import Image, UnidentifiedImageError
-    try:
-        with Image.open(path) as image:
-            image = image.convert("L" if color_mode == "grayscale" else "RGB")
-            if image_size is not None and image.size != (image_size[1], image_size[0]):
-                image = image.resize((image_size[1], image_size[0]), Image.Resampling.BILINEAR)
-            array = np.asarray(image, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise DatasetError(f"{path}: not a readable image ({e})") from None
-    return array[..., None] if array.ndim == 2 else array
-
-
-def read_images(paths, color_mode: str, image_size=None) -> np.ndarray:
-    """Image files as uint8 (N, H, W, C); without `image_size` they must share the first one's size."""
-    arrays = []
-    for path in paths:
-        array = read_image(path, color_mode, image_size)
-        if arrays and array.shape != arrays[0].shape:
-            raise DatasetError(f"{path}: image is {array.shape[1]}x{array.shape[0]}, but {paths[0]} is "
-                               f"{arrays[0].shape[1]}x{arrays[0].shape[0]}; set data.image_size to resize them all")
-        arrays.append(array)
-    return np.stack(arrays)
-
-
-# -- data sources ------------------------------------------------------------------------------------
-def _class_folders(root: Path) -> list[Path]:
-    return sorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")), key=lambda p: p.name)
-
-
-def _files_by_class(root: Path, class_names=None) -> tuple[list[Path], list[int], list[str]]:
-    folders = _class_folders(root)
-    names = [p.name for p in folders]
-    if class_names is not None and names != class_names:
-        raise DatasetError(f"{root}: class folders {names} differ from the training classes {class_names}")
-    if len(folders) < 2:
-        raise DatasetError(f"{root}: needs one subfolder per class (at least two), found {len(folders)}")
-    files, labels = [], []
-    for label, folder in enumerate(folders):
-        found = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-        if not found:
-            raise DatasetError(f"{folder}: class folder holds no images ({', '.join(IMAGE_SUFFIXES)})")
-        files += found
-        labels += [label] * len(found)
-    return files, labels, names
-
-
-def load_folder(root, image_size=None, color_mode=None, test_split=0.2, seed=0, hold_out=True):
-    """((x_train, y_train), (x_test, y_test), class_names) from a class-per-subfolder image tree.
-
-    A tree with train/ and test/ folders keeps that split; otherwise `test_split` of the images, drawn
-    with `seed`, is held out for testing (all of them when `hold_out` is false: evaluating a model).
-    """
-    root = Path(root)
-    if not root.is_dir():
-        raise DatasetError(f"data.folder: no such folder {str(root)!r}")
-    color_mode = color_mode or "rgb"
-    if (root / "train").is_dir() and (root / "test").is_dir():
-        train_files, train_labels, names = _files_by_class(root / "train")
-        test_files, test_labels, _ = _files_by_class(root / "test", names)
-        order = np.random.default_rng(seed).permutation(len(train_files))
-        train_files, train_labels = [train_files[i] for i in order], [train_labels[i] for i in order]
-    else:
-        files, labels, names = _files_by_class(root)
-        order = np.random.default_rng(seed).permutation(len(files))
-        n_test = max(1, int(round(len(files) * test_split))) if hold_out else len(files)
-        test_idx, train_idx = order[:n_test], order[n_test:]
-        train_files, train_labels = [files[i] for i in train_idx], [labels[i] for i in train_idx]
-        test_files, test_labels = [files[i] for i in test_idx], [labels[i] for i in test_idx]
-    size = image_size or read_image((train_files or test_files)[0], color_mode).shape[:2]
-    x_test = read_images(test_files, color_mode, size)
-    x_train = read_images(train_files, color_mode, size) if train_files else x_test[:0]
-    return (x_train, np.array(train_labels)), (x_test, np.array(test_labels)), names
-
-
-def load_npz(path, test_split=0.2, seed=0, hold_out=True):
-    """Arrays x_train, y_train[, x_test, y_test, class_names]; without a test part, `test_split` of the
-    samples is held out (all of them when `hold_out` is false). Object arrays are refused, never unpickled."""
-    path = Path(path)
-    if not path.is_file():
-        raise DatasetError(f"data.npz: no such file {str(path)!r}")
-    try:
-        with np.load(path, allow_pickle=False) as arrays:  # never unpickle a data file
-            contents = {k: arrays[k] for k in arrays.files}
-    except (OSError, ValueError) as e:
-        raise DatasetError(f"{path}: not a readable .npz of plain arrays ({e})") from None
-    for key in ("x_train", "y_train"):
-        if key not in contents:
-            raise DatasetError(f"{path}: missing array {key!r} (has {', '.join(contents) or 'nothing'})")
-    x, y = contents["x_train"], contents["y_train"].astype(np.int64).reshape(-1)
-    if len(x) != len(y):
-        raise DatasetError(f"{path}: x_train has {len(x)} samples but y_train has {len(y)}")
-    if "x_test" in contents and "y_test" in contents:
-        test = contents["x_test"], contents["y_test"].astype(np.int64).reshape(-1)
-    elif not hold_out:
-        test, (x, y) = (x, y), (x[:0], y[:0])
-    else:
-        order = np.random.default_rng(seed).permutation(len(x))
-        n_test = max(1, int(round(len(x) * test_split)))
-        test, (x, y) = (x[order[:n_test]], y[order[:n_test]]), (x[order[n_test:]], y[order[n_test:]])
-    num_classes = int(max(y.max(initial=0), test[1].max(initial=0))) + 1
-    if "class_names" in contents:
-        names = [str(n) for n in contents["class_names"]]
-        if len(names) < num_classes:
-            raise DatasetError(f"{path}: labels go up to {num_classes - 1} but class_names has {len(names)} entries")
-    else:
-        names = [str(i) for i in range(num_classes)]
-    if min(y.min(initial=0), test[1].min(initial=0)) < 0:
-        raise DatasetError(f"{path}: labels must be class indices 0..{num_classes - 1}")
-    return (x, y), test, names
-
-
 def load_data(*, dataset=None, folder=None, npz=None, image_size=None, color_mode=None, test_split=0.2,
-              subset=None, seed=0, hold_out=True) -> Images:
+              subset=None, split_seed=0, hold_out=True) -> Images:
     """Model-ready train and test images from exactly one of `dataset`, `folder` and `npz` (see `Data`)."""
-    seed = 0 if seed is None else seed
     if dataset is not None:
         (x_train, y_train), (x_test, y_test) = getattr(datasets, dataset).load_data()
         names, source = NAMED[dataset](), f"dataset {dataset}"
     elif folder is not None:
-        (x_train, y_train), (x_test, y_test), names = load_folder(folder, image_size, color_mode, test_split, seed,
-                                                                  hold_out)
+        (x_train, y_train), (x_test, y_test), names = load_folder(folder, image_size, color_mode, test_split,
+                                                                  split_seed, hold_out)
         source = f"folder {folder}"
     else:
-        (x_train, y_train), (x_test, y_test), names = load_npz(npz, test_split, seed, hold_out)
+        (x_train, y_train), (x_test, y_test), names = load_npz(npz, test_split, split_seed, hold_out)
         source = f"npz {npz}"
     if subset is not None:
         x_train, y_train = x_train[:subset], y_train[:subset]
-    return Images(to_model_input(x_train, image_size, color_mode), np.asarray(y_train, dtype=np.int64),
-                  to_model_input(x_test, image_size, color_mode), np.asarray(y_test, dtype=np.int64),
+    x_train = to_model_input(x_train, image_size, color_mode, f"{source}: training images")
+    x_test = to_model_input(x_test, image_size, color_mode, f"{source}: test images")
+    if x_train.shape[1:] != x_test.shape[1:] and len(x_train):
+        raise DatasetError(f"{source}: training images are {x_train.shape[1:]}, test images {x_test.shape[1:]}; "
+                           "set data.image_size (and data.color_mode) so they match")
+    return Images(x_train, np.asarray(y_train, dtype=np.int64), x_test, np.asarray(y_test, dtype=np.int64),
                   names, source)
 
 
@@ -319,8 +193,12 @@ def build_model(input_shape: tuple, num_classes: int, *, name=None, args=None, l
     if outputs is None or len(outputs) != 2 or outputs[1] != num_classes:
         raise ConfigError(f"{what} outputs shape {outputs}, but the data has {num_classes} classes: "
                           f"end with Dense: {{units: {num_classes}}}")
-    if model.output_activation() != "softmax":
+    final = model.output_activation()
+    if final in (None, "linear"):
         model.add(ember_layers.Activation("softmax"))
+    elif final != "softmax":
+        raise ConfigError(f"{what} ends in a {final!r} activation; a classifier ends in softmax (or in a linear "
+                          "layer, which gets one)")
     return model
 
 
@@ -332,18 +210,24 @@ class ImageClassification:
     metrics = ["accuracy"]
 
     def load_data(self, config: Config) -> Images:
-        return load_data(**config.data.model_dump(exclude={"validation_split"}), seed=config.train.seed)
+        return load_data(**config.data.model_dump(exclude={"validation_split"}))
 
-    def evaluation_data(self, model, data_arg: str, seed=0) -> Images:
+    def evaluation_data(self, model, data_arg: str) -> Images:
         """Test data named on the command line, prepared as `model` expects: a dataset name (its test split),
         an .npz (x_test/y_test, else all of it) or an image folder (its test/ part, else every image)."""
         prep = model.metadata.get("preprocessing") or {}
-        source = ("dataset" if data_arg in NAMED else "npz" if data_arg.endswith(".npz") else "folder")
+        if data_arg in NAMED:
+            source = "dataset"
+        elif data_arg.endswith(".npz") or Path(data_arg).is_dir():
+            source = "npz" if data_arg.endswith(".npz") else "folder"
+        else:
+            raise DatasetError(f"--data {data_arg}: not a dataset name ({', '.join(NAMED)}), an .npz file "
+                               "or an image folder")
         images = load_data(**{source: data_arg}, image_size=prep.get("image_size"), color_mode=prep.get("color_mode"),
-                           seed=seed, hold_out=False)
+                           hold_out=False)
         expected = model.metadata.get("class_names")
-        if expected is not None and len(images.class_names) != len(expected):
-            raise DatasetError(f"{data_arg}: has {len(images.class_names)} classes, the model knows {len(expected)}")
+        if expected is not None and images.class_names != expected:
+            raise DatasetError(f"{data_arg}: classes {images.class_names} differ from the model's {expected}")
         return images
 
     def build_model(self, config: Config, data: Images):
@@ -376,7 +260,8 @@ class ImageClassification:
         pairs = classification.most_confused(metrics["confusion_matrix"], names)
         if pairs:
             rows = "\n".join(f"| {t} | {p} | {n} |" for t, p, n in pairs)
-            sections.append(f"## Most confused classes\n\n| true | predicted as | test images |\n|---|---|---|\n{rows}\n")
+            sections.append("## Most confused classes\n\n| true | predicted as | test images |\n|---|---|---|\n"
+                            f"{rows}\n")
         rows = "\n".join(f"| {name} | {m['precision']:.4f} | {m['recall']:.4f} | {m['f1']:.4f} | {m['support']} |"
                          for name, m in metrics["per_class"].items())
         sections.append("## Per class\n\n| class | precision | recall | F1 | test images |\n|---|---|---|---|---|\n"

@@ -42,24 +42,42 @@ def default_run_dir(config_path) -> Path:
     return candidate
 
 
-def check_run_dir(run_dir: Path, overwrite: bool) -> None:
+RUN_MARKERS = ("config.yaml", "metrics.jsonl")
+
+
+def check_run_dir(run_dir: Path, overwrite: bool, keep=()) -> None:
+    """Refuse a --out that is a file, or a non-empty folder unless --overwrite and it is an ember run
+    (so --overwrite never deletes the current folder, a data folder or anything else that is not a run)."""
     if run_dir.exists() and not run_dir.is_dir():
         raise RunDirError(f"{run_dir}: exists and is not a folder")
-    if run_dir.is_dir() and any(run_dir.iterdir()) and not overwrite:
+    if not run_dir.is_dir() or not any(run_dir.iterdir()):
+        return
+    if not overwrite:
         raise RunDirError(f"{run_dir}: run directory is not empty; pass --overwrite to replace it or choose "
                           "another --out")
+    here = run_dir.resolve()
+    if not all((run_dir / marker).is_file() for marker in RUN_MARKERS):
+        raise RunDirError(f"{run_dir}: not an ember run directory (no {' and '.join(RUN_MARKERS)}), so --overwrite "
+                          "will not delete it; choose another --out")
+    for path in (Path.cwd(), *keep):
+        path = Path(path).resolve()
+        if path == here or here in path.parents:
+            raise RunDirError(f"{run_dir}: holds {path}, so --overwrite will not delete it; choose another --out")
 
 
 @contextlib.contextmanager
-def staged(run_dir: Path, overwrite: bool):
+def staged(run_dir: Path, overwrite: bool, keep=()):
     """Yield a hidden sibling folder to write into; on success it becomes `run_dir`, on failure it is removed."""
-    run_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = run_dir.parent / f".{run_dir.name}.partial-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
+    try:
+        run_dir.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir()
+    except OSError as e:
+        raise RunDirError(f"{run_dir}: cannot create the run directory ({e.strerror})") from None
     try:
         yield staging
-        check_run_dir(run_dir, overwrite)  # nothing else took the folder meanwhile
+        check_run_dir(run_dir, overwrite, keep)  # nothing else took the folder meanwhile
         if run_dir.exists():
             shutil.rmtree(run_dir)
         staging.rename(run_dir)
@@ -88,16 +106,21 @@ class MetricsLogger(callbacks_lib.Callback):
             f.write(json.dumps(row) + "\n")
 
 
-def _monitor(name: str | None, has_validation: bool, key: str) -> str:
+def _monitor(name: str | None, metrics, has_validation: bool, key: str) -> str:
     if name is None:
         return "val_loss" if has_validation else "loss"
+    logged = ["loss", *metrics]
+    logged += [f"val_{m}" for m in logged]
+    if name not in logged:
+        raise config_lib.ConfigError(f"{key}: {name!r} is not a logged metric{config_lib.did_you_mean(name, logged)}; "
+                                     f"logged: {', '.join(logged)}")
     if name.startswith("val_") and not has_validation:
         raise config_lib.ConfigError(f"{key}: monitoring {name!r} needs validation data; set data.validation_split "
                                      f"above 0 or monitor {name.removeprefix('val_')!r}")
     return name
 
 
-def build_callbacks(config, run_dir: Path, has_validation: bool, quiet: bool) -> list:
+def build_callbacks(config, metrics, run_dir: Path, has_validation: bool, quiet: bool) -> list:
     section = config.callbacks
     found = [MetricsLogger(run_dir / "metrics.jsonl")]
     if not quiet:  # before the callbacks that print, so their lines follow the epoch's
@@ -116,19 +139,20 @@ def build_callbacks(config, run_dir: Path, has_validation: bool, quiet: bool) ->
     if ckpt.save_last:
         found.append(callbacks_lib.ModelCheckpoint(run_dir / "checkpoints" / "last.ember", monitor="loss"))
     if ckpt.save_best:
-        monitor = _monitor(ckpt.monitor, has_validation, "callbacks.checkpoints.monitor")
+        monitor = _monitor(ckpt.monitor, metrics, has_validation, "callbacks.checkpoints.monitor")
         found.append(callbacks_lib.ModelCheckpoint(run_dir / "checkpoints" / "best.ember", monitor=monitor,
                                                    save_best_only=True))
     if section.early_stopping is not None:
         es = section.early_stopping
-        found.append(callbacks_lib.EarlyStopping(
-            monitor=_monitor(es.monitor, has_validation, "callbacks.early_stopping.monitor"), patience=es.patience,
-            min_delta=es.min_delta, restore_best_weights=es.restore_best_weights, verbose=0 if quiet else 1))
+        monitor = _monitor(es.monitor, metrics, has_validation, "callbacks.early_stopping.monitor")
+        found.append(callbacks_lib.EarlyStopping(monitor=monitor, patience=es.patience, min_delta=es.min_delta,
+                                                 restore_best_weights=es.restore_best_weights,
+                                                 verbose=0 if quiet else 1))
     if section.reduce_lr_on_plateau is not None:
         rl = section.reduce_lr_on_plateau
-        found.append(callbacks_lib.ReduceLROnPlateau(
-            monitor=_monitor(rl.monitor, has_validation, "callbacks.reduce_lr_on_plateau.monitor"), factor=rl.factor,
-            patience=rl.patience, min_lr=rl.min_lr, verbose=0 if quiet else 1))
+        monitor = _monitor(rl.monitor, metrics, has_validation, "callbacks.reduce_lr_on_plateau.monitor")
+        found.append(callbacks_lib.ReduceLROnPlateau(monitor=monitor, factor=rl.factor, patience=rl.patience,
+                                                     min_lr=rl.min_lr, verbose=0 if quiet else 1))
     return found
 
 
@@ -150,36 +174,61 @@ def _say(quiet: bool, *lines):
             print(line, flush=True)
 
 
+def _data_and_model(task, config, config_path):
+    try:
+        data = task.load_data(config)
+        model = task.build_model(config, data)
+    except (config_lib.ConfigError, DatasetError) as e:
+        raise type(e)(f"{config_path or 'config'}: {e}") from None
+    return data, model
+
+
+def _resolved(config, optimizer, has_validation: bool):
+    """The config as run: defaults that depend on the optimizer or the data filled in."""
+    config = config.model_copy(deep=True)
+    config.train.lr = optimizer.learning_rate
+    if config.callbacks.checkpoints.monitor is None:
+        config.callbacks.checkpoints.monitor = "val_loss" if has_validation else "loss"
+    return config
+
+
+def _check_finite(history: list) -> None:
+    last = history[-1] if history else {}
+    if not math.isfinite(last.get("loss", 0.0)):
+        raise EmberError(f"training diverged: the loss became {last['loss']} in epoch {last['epoch']}; lower "
+                         "train.lr or check the data for NaN or huge values")
+
+
 def train(config_path=None, *, overrides=(), out=None, overwrite=False, quiet=False, config=None) -> Path:
     """Run `ember train`: returns the run directory."""
     if config is None:
         config = config_lib.load_config(config_path, overrides)
     task = get_task(config.task)
     run_dir = Path(out or config.output.dir or default_run_dir(config_path or "run"))
-    check_run_dir(run_dir, overwrite)
+    keep = [p for p in (config_path, *config.data.model_dump().values()) if isinstance(p, (str, Path)) and
+            Path(p).exists()]  # the config and the data: never inside what --overwrite replaces
+    check_run_dir(run_dir, overwrite, keep)
     if config.train.seed is not None:
         set_random_seed(config.train.seed)
-    try:
-        data = task.load_data(config)
-        model = task.build_model(config, data)
-    except (config_lib.ConfigError, DatasetError) as e:
-        raise type(e)(f"{config_path or 'config'}: {e}") from None
-    model.compile(optimizer=_optimizer(config.train), loss=task.loss, metrics=task.metrics,
-                  precision=config.train.precision)
+    data, model = _data_and_model(task, config, config_path)
+    optimizer = _optimizer(config.train)
+    model.compile(optimizer=optimizer, loss=task.loss, metrics=task.metrics, precision=config.train.precision)
     model.metadata = task.metadata(data)
     x, y = task.fit_arrays(config, data)
-    has_validation = config.data.validation_split > 0 and int(len(y) * config.data.validation_split) > 0
-    _say(quiet, f"ember train: {config.task} on {data.source} ({len(y):,} training / {len(data.y_test):,} test "
-                f"samples), model {config.model.name or 'from model.layers'} ({model.count_params():,} weights), "
-                f"{config.train.epochs} epochs -> {run_dir}")
-    with staged(run_dir, overwrite) as staging:
+    n_val = int(len(y) * config.data.validation_split)
+    config = _resolved(config, optimizer, n_val > 0)
+    _say(quiet, f"ember train: {config.task} on {data.source} ({len(y) - n_val:,} training / {n_val:,} validation / "
+                f"{len(data.y_test):,} test samples), model {config.model.name or 'from model.layers'} "
+                f"({model.count_params():,} weights), {config.train.epochs} epochs -> {run_dir}")
+    with staged(run_dir, overwrite, keep) as staging:
         (staging / "config.yaml").write_text(config_lib.to_yaml(config))
-        callbacks = build_callbacks(config, staging, has_validation, quiet)
+        callbacks = build_callbacks(config, task.metrics, staging, n_val > 0, quiet)
         started = time.perf_counter()
         model.fit(x, y, batch_size=config.train.batch_size, epochs=config.train.epochs, verbose=0,
-                  validation_split=config.data.validation_split if has_validation else 0.0, callbacks=callbacks)
+                  validation_split=config.data.validation_split if n_val else 0.0, callbacks=callbacks)
         seconds = time.perf_counter() - started
-        history = callbacks[[isinstance(c, MetricsLogger) for c in callbacks].index(True)].rows
+        history = next(c for c in callbacks if isinstance(c, MetricsLogger)).rows
+        _check_finite(history)
         model.save(staging / "model.ember")
         metrics, details = task.evaluate(model, data, config.train.batch_size)
         write_json(staging / "metrics.json", metrics)
@@ -187,17 +236,27 @@ def train(config_path=None, *, overrides=(), out=None, overwrite=False, quiet=Fa
             plots.learning_curves(history, staging / "plots" / "learning_curves.png")
         if config.output.report:
             sections = task.report_sections(staging, data, metrics, details, config)
-            write_report(staging, config, model, data, metrics, history, seconds, sections)
+            stopped = next((c for c in callbacks if isinstance(c, callbacks_lib.EarlyStopping)), None)
+            write_report(staging, config, model, data, metrics, history, seconds, sections,
+                         trained_on=len(y) - n_val, early_stop=stopped)
     _say(quiet, task.summary_line(metrics), f"run saved to {run_dir}")
     return run_dir
 
 
 def write_json(path: Path, data: dict) -> None:
-    path.write_text(json.dumps(data, indent=2) + "\n")
+    path.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n")  # strict JSON: NaN is an error
+
+
+def _early_stop_note(early_stop, epochs: int) -> str:
+    if early_stop is None or not early_stop.stopped_epoch:
+        return ""
+    restored = (f" The saved model holds the weights of the epoch with the best {early_stop.monitor} "
+                f"({early_stop.best:.4g})." if early_stop.restore_best_weights else "")
+    return f" Early stopping ended training after epoch {early_stop.stopped_epoch + 1} of {epochs}.{restored}"
 
 
 def write_report(run_dir: Path, config, model, data, metrics: dict, history: list, seconds: float,
-                 sections: list[str]) -> None:
+                 sections: list[str], trained_on: int, early_stop=None) -> None:
     final = history[-1] if history else {}
     headline = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
     table = "\n".join(f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v:,} |" for k, v in headline.items())
@@ -208,9 +267,10 @@ def write_report(run_dir: Path, config, model, data, metrics: dict, history: lis
         f"# Run report: {config.task}",
         "",
         f"Model **{config.model.name or 'model.layers'}** ({model.count_params():,} weights) trained on "
-        f"{data.source} ({len(data.y_train):,} training samples) for {len(history)} epoch"
-        f"{'s' if len(history) != 1 else ''} in {seconds:.1f} s. The resolved configuration is in "
-        "[config.yaml](config.yaml); per-epoch figures in [metrics.jsonl](metrics.jsonl).",
+        f"{data.source} ({trained_on:,} training samples) for {len(history)} epoch"
+        f"{'s' if len(history) != 1 else ''} in {seconds:.1f} s.{_early_stop_note(early_stop, config.train.epochs)} "
+        "The resolved configuration is in [config.yaml](config.yaml); per-epoch figures in "
+        "[metrics.jsonl](metrics.jsonl).",
         "",
         "## Test set",
         "",
@@ -238,7 +298,7 @@ def evaluate(target, *, data=None, batch_size=None) -> dict:
         config = config_lib.load_config(target / "config.yaml")
         model = models.load_model(target / "model.ember")
         task = get_task(config.task)
-        images = task.load_data(config) if data is None else task.evaluation_data(model, data, config.train.seed)
+        images = task.load_data(config) if data is None else task.evaluation_data(model, data)
         batch_size = batch_size or config.train.batch_size
     else:
         model = models.load_model(target)
