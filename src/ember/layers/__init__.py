@@ -5,6 +5,7 @@ from ember.layers.blocks import ResidualBlock
 from ember.layers.conv import Conv1D, Conv2D
 from ember.layers.embedding import Embedding
 from ember.layers.recurrent import GRU, LSTM, Bidirectional, SimpleRNN
+from ember.layers.text import TextVectorization
 from ember.layers.core import Activation, Dense, Dropout, Flatten, Input, InputLayer, Rescaling, Reshape
 from ember.layers.normalization import BatchNormalization
 from ember.layers.pooling import (AveragePooling1D, AveragePooling2D, GlobalAveragePooling1D,
@@ -16,7 +17,7 @@ LAYERS: dict[str, type[Layer]] = {cls.__name__: cls for cls in (
     InputLayer, Dense, Activation, Flatten, Reshape, Dropout, Rescaling, Conv1D, Conv2D,
     MaxPooling1D, MaxPooling2D, AveragePooling1D, AveragePooling2D, GlobalAveragePooling1D,
     GlobalAveragePooling2D, GlobalMaxPooling1D, GlobalMaxPooling2D, BatchNormalization,
-    ResidualBlock, Embedding, SimpleRNN, LSTM, GRU, Bidirectional,
+    ResidualBlock, Embedding, SimpleRNN, LSTM, GRU, Bidirectional, TextVectorization,
 )}
 
 # Keras's aliases

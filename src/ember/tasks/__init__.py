@@ -10,6 +10,7 @@ from typing import Protocol
 
 TASKS: dict[str, str] = {
     "image_classification": "ember.tasks.image_classification",
+    "text_classification": "ember.tasks.text_classification",
 }
 
 
@@ -27,7 +28,7 @@ class Task(Protocol):
     def evaluation_data(self, model, data_arg: str, seed=0): ...  # test data named on the command line
     def summary_line(self, metrics: dict) -> str: ...
     def report_sections(self, run_dir: Path, data, metrics: dict, details: dict, config) -> list[str]: ...
-    def predict_files(self, model, paths, top_k: int = 3) -> list[dict]: ...
+    def predict(self, model, inputs, top_k: int = 3) -> list[dict]: ...    # `ember predict` inputs (files, text)
 
 
 def get_task(name: str) -> Task:

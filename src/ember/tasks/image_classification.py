@@ -6,20 +6,19 @@ Images become float32 (N, H, W, C) arrays in [0, 1], resized and converted to gr
 configured; the same preprocessing is stored in the model file so `ember predict` applies it to new images.
 """
 import dataclasses
-import inspect
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from ember import datasets
-from ember import layers as ember_layers
 from ember.data.images import load_folder, load_npz, read_image, to_model_input
 from ember.errors import DatasetError
-from ember.evaluation import classification, plots
-from ember.models import Sequential, create_model, list_models
-from ember.tasks.config import ConfigError, RunConfig, Section, did_you_mean
+from ember.evaluation import classification, plots, report
+from ember.models import Sequential
+from ember.tasks.config import ConfigError, RunConfig, Section
+from ember.tasks.model_specs import ModelSpec, create_registered, finish_classifier, layer_from_spec
 
 NAMED = {
     "mnist": lambda: [str(d) for d in range(10)],
@@ -59,28 +58,6 @@ class Data(Section):
         if len(given) != 1:
             raise ValueError("set exactly one of data.dataset, data.folder and data.npz"
                              + (f" (got {', '.join(given)})" if given else ""))
-        return self
-
-
-class ModelSpec(Section):
-    name: str | None = Field(None, description="a registered model: " + ", ".join(list_models()))
-    args: dict[str, Any] = Field({}, description="keyword arguments for the registered model's builder")
-    layers: list[str | dict[str, Any]] | None = Field(None, description="a Sequential as a list of ember layers")
-
-    @field_validator("name")
-    @classmethod
-    def _registered(cls, name):
-        if name is not None and name not in list_models():
-            raise ValueError(f"unknown model {name!r}{did_you_mean(name, list_models())}; "
-                             f"registered: {', '.join(list_models())}")
-        return name
-
-    @model_validator(mode="after")
-    def _name_or_layers(self):
-        if (self.name is None) == (self.layers is None):
-            raise ValueError("set exactly one of model.name (a registered model) and model.layers (a list of layers)")
-        if self.layers is not None and self.args:
-            raise ValueError("model.args applies to model.name only; give layer arguments in model.layers")
         return self
 
 
@@ -134,72 +111,20 @@ def load_data(*, dataset=None, folder=None, npz=None, image_size=None, color_mod
 
 
 # -- models -----------------------------------------------------------------------------------------
-def _init_arguments(cls) -> set[str]:
-    names = set()
-    for klass in cls.__mro__:
-        if "__init__" in vars(klass):
-            names |= {p.name for p in inspect.signature(klass.__init__).parameters.values()
-                      if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
-    return names - {"self"}
-
-
-# layers a config may name: ember's layers and Keras's aliases (MaxPool2D, ...); the input comes from the data
-LAYER_NAMES = {name: getattr(ember_layers, name) for name in ember_layers.__all__
-               if isinstance(getattr(ember_layers, name), type) and name not in ("Layer", "InputLayer")}
-
-
-def layer_from_spec(spec, index: int):
-    """"Flatten" or {"Conv2D": {"filters": 32, "kernel_size": 3}} -> the layer."""
-    where = f"model.layers[{index}]"
-    if isinstance(spec, str):
-        name, kwargs = spec, {}
-    elif isinstance(spec, dict) and len(spec) == 1:
-        name, kwargs = next(iter(spec.items()))
-        kwargs = {} if kwargs is None else kwargs
-        if not isinstance(kwargs, dict):
-            raise ConfigError(f"{where}: arguments of {name} must be a mapping, got {kwargs!r}")
-    else:
-        raise ConfigError(f"{where}: write a layer as a name (Flatten) or {{Name: {{argument: value}}}}, got {spec!r}")
-    if name not in LAYER_NAMES:
-        raise ConfigError(f"{where}: unknown layer {name!r}{did_you_mean(name, LAYER_NAMES)}")
-    cls = LAYER_NAMES[name]
-    allowed = _init_arguments(cls)
-    for key in kwargs:
-        if key not in allowed:
-            raise ConfigError(f"{where}: {name} has no argument {key!r}{did_you_mean(key, allowed)}")
-    try:
-        return cls(**kwargs)
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"{where}: {name}: {e}") from None
-
-
 def build_model(input_shape: tuple, num_classes: int, *, name=None, args=None, layers=None) -> Sequential:
     """The registered model `name` (built with `args`) or a Sequential of `layers` specs, for `input_shape`
     images, ending in a `num_classes`-way softmax."""
     what = name or "model.layers"
     try:
         if name is not None:
-            try:
-                model = create_model(name, input_shape=input_shape, num_classes=num_classes, **(args or {}))
-            except TypeError as e:
-                raise ConfigError(f"model.args: {name}: {e}") from None
+            model = create_registered(name, args, input_shape=input_shape, num_classes=num_classes)
         else:
             model = Sequential([layer_from_spec(s, i) for i, s in enumerate(layers)], name="sequential")
         model.build((None, *input_shape))
     except RuntimeError as e:  # torch's shape errors: a kernel or pool larger than what is left of the image
         raise ConfigError(f"{what} cannot take images of shape {input_shape}: {str(e).splitlines()[0]} "
                           "(set data.image_size to a larger size)") from None
-    outputs = model.output_shape
-    if outputs is None or len(outputs) != 2 or outputs[1] != num_classes:
-        raise ConfigError(f"{what} outputs shape {outputs}, but the data has {num_classes} classes: "
-                          f"end with Dense: {{units: {num_classes}}}")
-    final = model.output_activation()
-    if final in (None, "linear"):
-        model.add(ember_layers.Activation("softmax"))
-    elif final != "softmax":
-        raise ConfigError(f"{what} ends in a {final!r} activation; a classifier ends in softmax (or in a linear "
-                          "layer, which gets one)")
-    return model
+    return finish_classifier(model, what, num_classes)
 
 
 # -- the task, as the runner calls it ---------------------------------------------------------------
@@ -251,50 +176,32 @@ class ImageClassification:
 
     def report_sections(self, run_dir: Path, data: Images, metrics: dict, details: dict, config: Config) -> list[str]:
         """Plots for the run, and the report's task-specific markdown."""
-        sections = []
         names = data.class_names
-        if config.output.plots:
-            plots.confusion_matrix(metrics["confusion_matrix"], names, run_dir / "plots" / "confusion_matrix.png")
-            sections.append("## Confusion matrix\n\nRows are true classes, columns predicted classes; "
-                            "the colour is the share of the row.\n\n![confusion matrix](plots/confusion_matrix.png)\n")
-        pairs = classification.most_confused(metrics["confusion_matrix"], names)
-        if pairs:
-            rows = "\n".join(f"| {t} | {p} | {n} |" for t, p, n in pairs)
-            sections.append("## Most confused classes\n\n| true | predicted as | test images |\n|---|---|---|\n"
-                            f"{rows}\n")
-        rows = "\n".join(f"| {name} | {m['precision']:.4f} | {m['recall']:.4f} | {m['f1']:.4f} | {m['support']} |"
-                         for name, m in metrics["per_class"].items())
-        sections.append("## Per class\n\n| class | precision | recall | F1 | test images |\n|---|---|---|---|---|\n"
-                        f"{rows}\n")
+        sections = report.classification_sections(run_dir, metrics, names, config.output.plots, "test images")
         k = min(config.output.worst_examples, len(data.y_test))
         if config.output.plots and k:
-            probabilities = details["probabilities"]
-            losses = classification.per_sample_loss(data.y_test, probabilities)
-            worst = np.argsort(-losses, kind="stable")[:k]
-            predicted = probabilities[worst].argmax(axis=1)
-            captions = [f"true {names[data.y_test[i]]}\npred {names[p]} ({probabilities[i, p]:.2f})"
-                        for i, p in zip(worst, predicted)]
-            plots.image_grid(data.x_test[worst], captions, run_dir / "plots" / "highest_loss.png",
+            worst = report.highest_loss(data.y_test, details["probabilities"], k)
+            captions = [f"true {names[data.y_test[i]]}\npred {names[p]} ({prob:.2f})" for i, p, prob in worst]
+            plots.image_grid(data.x_test[[i for i, _, _ in worst]], captions, run_dir / "plots" / "highest_loss.png",
                              title=f"The {k} test images with the highest loss (misclassified in red)",
-                             alerts=[p != data.y_test[i] for i, p in zip(worst, predicted)])
+                             alerts=[p != data.y_test[i] for i, p, _ in worst])
             sections.append(f"## Highest-loss test images\n\nThe {k} test images the model got most wrong "
                             "(true class, predicted class and its probability).\n\n"
                             "![highest-loss test images](plots/highest_loss.png)\n")
         return sections
 
-    def predict_files(self, model, paths, top_k: int = 3) -> list[dict]:
+    def predict(self, model, inputs, top_k: int = 3) -> list[dict]:
         """Top-k classes with probabilities for each image file."""
         prep = model.metadata.get("preprocessing")
         names = model.metadata.get("class_names")
         if not prep or not names:
             raise DatasetError("the model file has no image-classification metadata (class names and "
                                "preprocessing): train it with `ember train`")
-        images = np.stack([read_image(Path(p), prep["color_mode"], prep["image_size"]) for p in paths])
-        probabilities = model.predict(to_model_input(images), verbose=0)
-        top = np.argsort(-probabilities, axis=1, kind="stable")[:, :top_k]
-        return [{"input": str(path), "predictions": [{"label": names[j], "probability": float(probabilities[i, j])}
-                                                     for j in top[i]]}
-                for i, path in enumerate(paths)]
+        missing = [p for p in inputs if not Path(p).is_file()]
+        if missing:
+            raise DatasetError(f"{missing[0]}: no such input file")
+        images = np.stack([read_image(Path(p), prep["color_mode"], prep["image_size"]) for p in inputs])
+        return report.top_k(inputs, model.predict(to_model_input(images), verbose=0), names, top_k)
 
 
 TASK = ImageClassification()

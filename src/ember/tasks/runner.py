@@ -336,10 +336,7 @@ def predict(model_path, inputs, *, top_k=3) -> list[dict]:
     task_name = model.metadata.get("task")
     if task_name is None:
         raise EmberError(f"{model_path}: the model file names no task; train it with `ember train`")
-    missing = [p for p in inputs if not Path(p).is_file()]
-    if missing:
-        raise EmberError(f"{missing[0]}: no such input file")
-    return get_task(task_name).predict_files(model, [Path(p) for p in inputs], top_k=top_k)
+    return get_task(task_name).predict(model, list(inputs), top_k=top_k)
 
 
 def print_metrics(metrics: dict, stream=None) -> None:

@@ -1,0 +1,39 @@
+"""Report sections every classification task shares: confusion matrix, most-confused pairs, per-class table."""
+from pathlib import Path
+
+import numpy as np
+
+from ember.evaluation import classification, plots
+
+
+def classification_sections(run_dir: Path, metrics: dict, class_names, draw_plots: bool, unit="test samples"):
+    """Markdown sections (and plots/confusion_matrix.png when `draw_plots`) for a classifier's test metrics."""
+    sections = []
+    if draw_plots:
+        plots.confusion_matrix(metrics["confusion_matrix"], class_names, run_dir / "plots" / "confusion_matrix.png")
+        sections.append("## Confusion matrix\n\nRows are true classes, columns predicted classes; "
+                        "the colour is the share of the row.\n\n![confusion matrix](plots/confusion_matrix.png)\n")
+    pairs = classification.most_confused(metrics["confusion_matrix"], class_names)
+    if pairs:
+        rows = "\n".join(f"| {t} | {p} | {n} |" for t, p, n in pairs)
+        sections.append(f"## Most confused classes\n\n| true | predicted as | {unit} |\n|---|---|---|\n{rows}\n")
+    rows = "\n".join(f"| {name} | {m['precision']:.4f} | {m['recall']:.4f} | {m['f1']:.4f} | {m['support']} |"
+                     for name, m in metrics["per_class"].items())
+    sections.append(f"## Per class\n\n| class | precision | recall | F1 | {unit} |\n|---|---|---|---|---|\n{rows}\n")
+    return sections
+
+
+def highest_loss(y_true, probabilities, k: int) -> list[tuple[int, int, float]]:
+    """(index, predicted class, its probability) of the `k` samples with the highest loss, worst first."""
+    losses = classification.per_sample_loss(y_true, probabilities)
+    worst = np.argsort(-losses, kind="stable")[:k]
+    predicted = probabilities[worst].argmax(axis=1)
+    return [(int(i), int(p), float(probabilities[i, p])) for i, p in zip(worst, predicted)]
+
+
+def top_k(inputs, probabilities, class_names, k: int) -> list[dict]:
+    """`ember predict` output: for each input, its k most probable classes."""
+    order = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
+    return [{"input": str(item), "predictions": [{"label": class_names[j], "probability": float(probabilities[i, j])}
+                                                 for j in order[i]]}
+            for i, item in enumerate(inputs)]
