@@ -40,3 +40,17 @@ def test_batchnorm_on_sequences_and_axis_1():
     bn = layers.BatchNormalization(axis=1)
     x = torch.randn(6, 5, 4)
     assert_close(bn(x), ref(x))
+
+
+def test_layer_normalization_matches_torch():
+    layer = layers.LayerNormalization()
+    x = torch.randn(3, 5, 8)
+    check_layer(layer, (3, 5, 8))
+    ref = nn.LayerNorm(8, eps=1e-3)
+    with torch.no_grad():
+        ref.weight.copy_(torch.randn(8))
+        ref.bias.copy_(torch.randn(8))
+        layer.gamma.copy_(ref.weight)
+        layer.beta.copy_(ref.bias)
+        assert_close(layer(x), ref(x))
+    assert layer.count_params() == 16

@@ -7,7 +7,7 @@ from ember.layers.embedding import Embedding
 from ember.layers.recurrent import GRU, LSTM, Bidirectional, SimpleRNN
 from ember.layers.text import TextVectorization
 from ember.layers.core import Activation, Dense, Dropout, Flatten, Input, InputLayer, Rescaling, Reshape
-from ember.layers.normalization import BatchNormalization
+from ember.layers.normalization import BatchNormalization, LayerNormalization
 from ember.layers.pooling import (AveragePooling1D, AveragePooling2D, GlobalAveragePooling1D,
                                   GlobalAveragePooling2D, GlobalMaxPooling1D, GlobalMaxPooling2D,
                                   MaxPooling1D, MaxPooling2D)
@@ -18,6 +18,7 @@ LAYERS: dict[str, type[Layer]] = {cls.__name__: cls for cls in (
     MaxPooling1D, MaxPooling2D, AveragePooling1D, AveragePooling2D, GlobalAveragePooling1D,
     GlobalAveragePooling2D, GlobalMaxPooling1D, GlobalMaxPooling2D, BatchNormalization,
     ResidualBlock, Embedding, SimpleRNN, LSTM, GRU, Bidirectional, TextVectorization,
+    LayerNormalization,
 )}
 
 # Keras's aliases

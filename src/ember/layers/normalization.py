@@ -49,3 +49,37 @@ class BatchNormalization(Layer):
         return {**super().get_config(), "axis": self.axis, "momentum": self.momentum, "epsilon": self.epsilon,
                 "center": self.center, "scale": self.scale, "beta_initializer": self.beta_initializer,
                 "gamma_initializer": self.gamma_initializer}
+
+
+class LayerNormalization(Layer):
+    """Normalizes each sample over its last axis (Keras's default `axis=-1`, epsilon 1e-3), via F.layer_norm.
+
+    >>> layers.LayerNormalization()
+    """
+
+    supports_masking = True
+
+    def __init__(self, axis=-1, epsilon=1e-3, center=True, scale=True, beta_initializer="zeros",
+                 gamma_initializer="ones", **kwargs):
+        super().__init__(**kwargs)
+        if axis not in (-1, [-1]):
+            raise ValueError(f"LayerNormalization supports axis=-1 (the features axis), got {axis!r}")
+        self.epsilon, self.center, self.scale = float(epsilon), center, scale
+        self.beta_initializer, self.gamma_initializer = beta_initializer, gamma_initializer
+
+    def build(self, input_shape):
+        features = input_shape[-1]
+        self.gamma = nn.Parameter(torch.empty(features)) if self.scale else None
+        self.beta = nn.Parameter(torch.empty(features)) if self.center else None
+        if self.scale:
+            initialize(self.gamma, self.gamma_initializer)
+        if self.center:
+            initialize(self.beta, self.beta_initializer)
+
+    def forward(self, x):
+        return F.layer_norm(x, x.shape[-1:], self.gamma, self.beta, self.epsilon)
+
+    def get_config(self):
+        return {**super().get_config(), "axis": -1, "epsilon": self.epsilon, "center": self.center,
+                "scale": self.scale, "beta_initializer": self.beta_initializer,
+                "gamma_initializer": self.gamma_initializer}
