@@ -23,6 +23,17 @@ def classification_sections(run_dir: Path, metrics: dict, class_names, draw_plot
     return sections
 
 
+def evaluate_classifier(model, x_test, y_test, class_names, batch_size: int) -> tuple[dict, dict]:
+    """(metrics for metrics.json, details for the report) of a classifier that outputs probabilities."""
+    probabilities = model.predict(x_test, batch_size=batch_size, verbose=0)
+    return classification.classification_metrics(y_test, probabilities, class_names), {"probabilities": probabilities}
+
+
+def summary_line(metrics: dict, unit: str) -> str:
+    return (f"test accuracy {metrics['test_accuracy']:.4f}, test loss {metrics['test_loss']:.4f}, "
+            f"macro F1 {metrics['test_macro_f1']:.4f} on {metrics['test_samples']:,} {unit}")
+
+
 def highest_loss(y_true, probabilities, k: int) -> list[tuple[int, int, float]]:
     """(index, predicted class, its probability) of the `k` samples with the highest loss, worst first."""
     losses = classification.per_sample_loss(y_true, probabilities)

@@ -1,7 +1,6 @@
 """Core layers: Input, Dense, Activation, Flatten, Reshape, Dropout, Rescaling."""
 import math
 
-import torch
 import torch.nn.functional as F
 from torch import nn
 

@@ -7,6 +7,16 @@ from ember.layers.base import Layer
 from ember.layers.initializers import initialize
 
 
+def _add_scale_and_offset(layer, features: int) -> None:
+    """gamma (if `scale`) and beta (if `center`) of `features` entries, with the layer's initializers."""
+    layer.gamma = nn.Parameter(torch.empty(features)) if layer.scale else None
+    layer.beta = nn.Parameter(torch.empty(features)) if layer.center else None
+    if layer.scale:
+        initialize(layer.gamma, layer.gamma_initializer)
+    if layer.center:
+        initialize(layer.beta, layer.beta_initializer)
+
+
 class BatchNormalization(Layer):
     """Normalizes over the batch along `axis` (channels-last by default), with moving statistics for inference.
 
@@ -27,12 +37,7 @@ class BatchNormalization(Layer):
 
     def build(self, input_shape):
         channels = input_shape[self.axis]
-        self.gamma = nn.Parameter(torch.empty(channels)) if self.scale else None
-        self.beta = nn.Parameter(torch.empty(channels)) if self.center else None
-        if self.scale:
-            initialize(self.gamma, self.gamma_initializer)
-        if self.center:
-            initialize(self.beta, self.beta_initializer)
+        _add_scale_and_offset(self, channels)
         self.register_buffer("moving_mean", torch.zeros(channels))
         self.register_buffer("moving_variance", torch.ones(channels))
 
@@ -68,13 +73,7 @@ class LayerNormalization(Layer):
         self.beta_initializer, self.gamma_initializer = beta_initializer, gamma_initializer
 
     def build(self, input_shape):
-        features = input_shape[-1]
-        self.gamma = nn.Parameter(torch.empty(features)) if self.scale else None
-        self.beta = nn.Parameter(torch.empty(features)) if self.center else None
-        if self.scale:
-            initialize(self.gamma, self.gamma_initializer)
-        if self.center:
-            initialize(self.beta, self.beta_initializer)
+        _add_scale_and_offset(self, input_shape[-1])
 
     def forward(self, x):
         return F.layer_norm(x, x.shape[-1:], self.gamma, self.beta, self.epsilon)

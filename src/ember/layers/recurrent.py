@@ -196,11 +196,10 @@ class Bidirectional(Layer):
         self.backward_layer = type(layer).from_config(config)
 
     def forward(self, x, mask=None):
-        lengths = lengths_of(mask) if mask is not None else None
         ahead = self.forward_layer(x, mask=mask)
         behind = self.backward_layer(x, mask=mask)
-        if self.forward_layer.return_sequences:
-            behind = reverse_valid(behind, lengths)
+        if self.forward_layer.return_sequences:  # back in time order
+            behind = reverse_valid(behind, lengths_of(mask) if mask is not None else None)
         return [ahead, behind] if self.merge_mode is None else self._MERGE[self.merge_mode](ahead, behind)
 
     def compute_mask(self, x, mask=None):

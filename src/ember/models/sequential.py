@@ -1,4 +1,5 @@
 """`Sequential`: a plain stack of layers, each feeding the next, built as soon as its input shape is known."""
+import functools
 import inspect
 
 import torch
@@ -44,7 +45,12 @@ def run_step(step, x):
 
 
 def _takes_mask(layer) -> bool:
-    return "mask" in inspect.signature(layer.forward).parameters
+    return _forward_takes_mask(type(layer))
+
+
+@functools.cache
+def _forward_takes_mask(cls) -> bool:  # once per class, not per layer call: signature() is slow
+    return "mask" in inspect.signature(cls.forward).parameters
 
 
 class Sequential(Model):

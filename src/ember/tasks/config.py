@@ -130,6 +130,11 @@ class RunConfig(Section):
         return self
 
 
+def absolute_path(path: str | None) -> str | None:
+    """Data paths are stored absolute, so a run's config.yaml finds its data from any working directory."""
+    return None if path is None else str(Path(path).expanduser().absolute())
+
+
 def did_you_mean(word: str, choices) -> str:
     close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""

@@ -15,9 +15,9 @@ from pydantic import Field, field_validator, model_validator
 from ember import datasets
 from ember.data.images import load_folder, load_npz, read_image, to_model_input
 from ember.errors import DatasetError
-from ember.evaluation import classification, plots, report
+from ember.evaluation import plots, report
 from ember.models import Sequential
-from ember.tasks.config import ConfigError, RunConfig, Section
+from ember.tasks.config import ConfigError, RunConfig, Section, absolute_path
 from ember.tasks.model_specs import ModelSpec, create_registered, finish_classifier, layer_from_spec
 
 NAMED = {
@@ -39,11 +39,7 @@ class Data(Section):
     split_seed: int = Field(0, ge=0, description="draws the test split of data without one (apart from train.seed, "
                             "so runs with different seeds test on the same images)")
 
-    @field_validator("folder", "npz")
-    @classmethod
-    def _absolute(cls, path):
-        # a run's config.yaml then finds its data from any working directory
-        return None if path is None else str(Path(path).expanduser().absolute())
+    _absolute = field_validator("folder", "npz")(absolute_path)
 
     @field_validator("image_size")
     @classmethod
@@ -165,14 +161,10 @@ class ImageClassification:
         return {"task": self.name, "class_names": data.class_names, "preprocessing": data.preprocessing()}
 
     def evaluate(self, model, data: Images, batch_size: int) -> tuple[dict, dict]:
-        """(metrics for metrics.json, details for the report)."""
-        probabilities = model.predict(data.x_test, batch_size=batch_size, verbose=0)
-        metrics = classification.classification_metrics(data.y_test, probabilities, data.class_names)
-        return metrics, {"probabilities": probabilities}
+        return report.evaluate_classifier(model, data.x_test, data.y_test, data.class_names, batch_size)
 
     def summary_line(self, metrics: dict) -> str:
-        return (f"test accuracy {metrics['test_accuracy']:.4f}, test loss {metrics['test_loss']:.4f}, "
-                f"macro F1 {metrics['test_macro_f1']:.4f} on {metrics['test_samples']:,} test images")
+        return report.summary_line(metrics, "test images")
 
     def report_sections(self, run_dir: Path, data: Images, metrics: dict, details: dict, config: Config) -> list[str]:
         """Plots for the run, and the report's task-specific markdown."""

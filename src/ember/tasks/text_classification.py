@@ -13,10 +13,10 @@ from pydantic import Field, field_validator, model_validator
 from ember import datasets
 from ember.data.text import read_labeled_text
 from ember.errors import DatasetError
-from ember.evaluation import classification, report
+from ember.evaluation import report
 from ember.layers import TextVectorization
 from ember.models import Sequential
-from ember.tasks.config import ConfigError, RunConfig, Section
+from ember.tasks.config import ConfigError, RunConfig, Section, absolute_path
 from ember.tasks.model_specs import ModelSpec, create_registered, finish_classifier, layer_from_spec
 
 NAMED = {"sst2": lambda: list(datasets.sst2.CLASS_NAMES)}
@@ -37,10 +37,7 @@ class Data(Section):
     subset: int | None = Field(None, ge=1, description="train on the first N training texts only")
     split_seed: int = Field(0, ge=0)
 
-    @field_validator("train_file", "test_file")
-    @classmethod
-    def _absolute(cls, path):
-        return None if path is None else str(Path(path).expanduser().absolute())
+    _absolute = field_validator("train_file", "test_file")(absolute_path)
 
     @model_validator(mode="after")
     def _one_source(self):
@@ -166,13 +163,10 @@ class TextClassification:
         return Texts(ids[:0], labels[:0], ids, labels, texts, names, vectorizer, source)
 
     def evaluate(self, model, data: Texts, batch_size: int) -> tuple[dict, dict]:
-        probabilities = model.predict(data.x_test, batch_size=batch_size, verbose=0)
-        metrics = classification.classification_metrics(data.y_test, probabilities, data.class_names)
-        return metrics, {"probabilities": probabilities}
+        return report.evaluate_classifier(model, data.x_test, data.y_test, data.class_names, batch_size)
 
     def summary_line(self, metrics: dict) -> str:
-        return (f"test accuracy {metrics['test_accuracy']:.4f}, test loss {metrics['test_loss']:.4f}, "
-                f"macro F1 {metrics['test_macro_f1']:.4f} on {metrics['test_samples']:,} test texts")
+        return report.summary_line(metrics, "test texts")
 
     def report_sections(self, run_dir: Path, data: Texts, metrics: dict, details: dict, config: Config) -> list[str]:
         names = data.class_names
