@@ -1,12 +1,15 @@
 """Keras-named layers as torch.nn.Modules: `from ember import layers; layers.Dense(10)`."""
 from ember.layers.activations import ACTIVATIONS
+from ember.layers.attention import MultiHeadAttention
 from ember.layers.base import Layer
 from ember.layers.blocks import ResidualBlock
 from ember.layers.conv import Conv1D, Conv2D
 from ember.layers.embedding import Embedding
 from ember.layers.recurrent import GRU, LSTM, Bidirectional, SimpleRNN
 from ember.layers.text import TextVectorization
-from ember.layers.core import Activation, Dense, Dropout, Flatten, Input, InputLayer, Rescaling, Reshape
+from ember.layers.transformer import PositionalEmbedding, TransformerDecoder, TransformerEncoder
+from ember.layers.core import (Activation, Dense, Dropout, Flatten, Input, InputLayer, Rescaling, Reshape,
+                              TimeDistributed)
 from ember.layers.normalization import BatchNormalization, LayerNormalization
 from ember.layers.pooling import (AveragePooling1D, AveragePooling2D, GlobalAveragePooling1D,
                                   GlobalAveragePooling2D, GlobalMaxPooling1D, GlobalMaxPooling2D,
@@ -18,7 +21,8 @@ LAYERS: dict[str, type[Layer]] = {cls.__name__: cls for cls in (
     MaxPooling1D, MaxPooling2D, AveragePooling1D, AveragePooling2D, GlobalAveragePooling1D,
     GlobalAveragePooling2D, GlobalMaxPooling1D, GlobalMaxPooling2D, BatchNormalization,
     ResidualBlock, Embedding, SimpleRNN, LSTM, GRU, Bidirectional, TextVectorization,
-    LayerNormalization,
+    LayerNormalization, MultiHeadAttention, PositionalEmbedding, TransformerEncoder, TransformerDecoder,
+    TimeDistributed,
 )}
 
 # Keras's aliases

@@ -62,11 +62,17 @@ class Layer(nn.Module):
     def build(self, input_shape: tuple) -> None:
         """Create weights for inputs of `input_shape`; layers without weights need not override."""
 
+    def build_from(self, *args, **kwargs) -> None:
+        """Build from the first call's arguments: `build(shape of the first input)`, unless a layer with
+        several inputs (attention: query, value, key) needs all their shapes."""
+        first = args[0] if args else next(iter(kwargs.values()))
+        self.build(tuple(first.shape))
+
     def __call__(self, *args, **kwargs):
         if self.built:
             return super().__call__(*args, **kwargs)
         first = args[0] if args else next(iter(kwargs.values()))
-        self.build(tuple(first.shape))
+        self.build_from(*args, **kwargs)
         self.to(first.device)  # weights follow the data the layer first sees
         self.train(self.training)  # sublayers made in build() take the layer's train/eval mode
         if not self.trainable:
@@ -96,3 +102,17 @@ class Layer(nn.Module):
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}"
+
+
+def layer_from_config(entry: dict) -> "Layer":
+    """A wrapped layer saved as {"class_name": ..., "config": ...}; only ember's own layer classes qualify."""
+    from ember.layers import LAYERS  # the registry imports every layer module, this one included
+    name = entry.get("class_name") if isinstance(entry, dict) else None
+    if name not in LAYERS:
+        raise ValueError(f"unknown layer class {name!r} in a wrapped layer's config")
+    return LAYERS[name].from_config(entry.get("config", {}))
+
+
+def layer_config(layer: "Layer") -> dict:
+    return {"class_name": type(layer).__name__, "config": layer.get_config()}
+

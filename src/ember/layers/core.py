@@ -5,7 +5,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ember.layers.activations import activation_name, get_activation
-from ember.layers.base import Layer
+from ember.layers.base import Layer, layer_config, layer_from_config
 from ember.layers.initializers import initialize
 
 
@@ -172,3 +172,29 @@ class Rescaling(Layer):
 
     def get_config(self):
         return {**super().get_config(), "scale": self.scale, "offset": self.offset}
+
+
+class TimeDistributed(Layer):
+    """Applies `layer` to every time step of (batch, steps, ...) inputs, with the same weights at each step.
+
+    >>> layers.TimeDistributed(layers.Conv2D(16, 3))   # (batch, frames, 28, 28, 1) -> (batch, frames, 26, 26, 16)
+    """
+
+    supports_masking = True
+
+    def __init__(self, layer, **kwargs):
+        super().__init__(**kwargs)
+        self.layer = layer_from_config(layer) if isinstance(layer, dict) else layer
+        if not isinstance(self.layer, Layer):
+            raise TypeError(f"TimeDistributed wraps an ember layer, got {type(self.layer).__name__}")
+
+    def forward(self, x, mask=None):
+        if x.dim() < 3:
+            raise ValueError(f"layer {self.name!r}: TimeDistributed needs (batch, steps, ...) inputs, "
+                             f"got shape {tuple(x.shape)}")
+        out = self.layer(x.flatten(0, 1))  # steps become extra samples
+        return out.unflatten(0, x.shape[:2])
+
+    def get_config(self):
+        return {**super().get_config(), "layer": layer_config(self.layer)}
+

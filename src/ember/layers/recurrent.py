@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from ember.layers.base import Layer
+from ember.layers.base import Layer, layer_config, layer_from_config
 from ember.layers.initializers import initialize
 
 
@@ -184,8 +184,7 @@ class Bidirectional(Layer):
         if merge_mode is not None and merge_mode not in self._MERGE:
             raise ValueError(f"merge_mode must be one of {', '.join(self._MERGE)} or None, got {merge_mode!r}")
         if isinstance(layer, dict):  # from a saved config
-            from ember.layers import LAYERS
-            layer = LAYERS[layer["class_name"]].from_config(layer["config"])
+            layer = layer_from_config(layer)
         if not isinstance(layer, _RNN):
             raise TypeError(f"Bidirectional wraps SimpleRNN, LSTM or GRU, got {type(layer).__name__}")
         if layer.return_state:
@@ -207,4 +206,4 @@ class Bidirectional(Layer):
 
     def get_config(self):
         return {**super().get_config(), "merge_mode": self.merge_mode,
-                "layer": {"class_name": type(self.forward_layer).__name__, "config": self.forward_layer.get_config()}}
+                "layer": layer_config(self.forward_layer)}

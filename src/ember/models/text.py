@@ -15,3 +15,20 @@ def bilstm_classifier(vocabulary_size=20000, num_classes=2, embedding_dim=128, u
         layers.Dropout(dropout),
         layers.Dense(num_classes, activation="softmax"),
     ], name="bilstm_classifier")
+
+
+@register_model("transformer_classifier")
+def transformer_classifier(vocabulary_size=20000, num_classes=2, embedding_dim=128, num_heads=4, intermediate_dim=256,
+                           num_layers=1, dropout=0.1, pooling="average") -> Sequential:
+    """Token + position embedding -> `num_layers` Transformer encoder blocks -> pooling over the real tokens ->
+    dropout -> softmax. `pooling`: "average" or "max"."""
+    pools = {"average": layers.GlobalAveragePooling1D, "max": layers.GlobalMaxPooling1D}
+    if pooling not in pools:
+        raise ValueError(f"pooling must be 'average' or 'max', got {pooling!r}")
+    return Sequential([
+        layers.PositionalEmbedding(input_dim=vocabulary_size, output_dim=embedding_dim, mask_zero=True),
+        *(layers.TransformerEncoder(intermediate_dim, num_heads, dropout=dropout) for _ in range(num_layers)),
+        pools[pooling](),
+        layers.Dropout(dropout),
+        layers.Dense(num_classes, activation="softmax"),
+    ], name="transformer_classifier")

@@ -1,0 +1,132 @@
+"""MultiHeadAttention with Keras's arguments and call signature, computed by `F.scaled_dot_product_attention`.
+
+Masks are booleans, True where attention is allowed (Keras's convention): `attention_mask` is (batch, T, S);
+`query_mask`/`value_mask`/`key_mask` are (batch, T) or (batch, S) padding masks; `use_causal_mask` lets step t
+see steps <= t only. A query that may attend to nothing (all its keys masked) gets zeros from the attention.
+"""
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ember.layers.base import Layer
+from ember.layers.initializers import initialize
+
+
+def _projection(in_features, heads, head_dim, initializer, bias_initializer, use_bias) -> nn.Linear:
+    """(…, in_features) -> (…, heads * head_dim), initialized as Keras initializes the (in, heads, head_dim)
+    EinsumDense kernel: fan_in = in * heads, fan_out = in * head_dim."""
+    linear = nn.Linear(in_features, heads * head_dim, bias=use_bias)
+    kernel = torch.empty(head_dim, heads, in_features)  # torch's fan rule on this layout gives Keras's fans
+    initialize(kernel, initializer)
+    with torch.no_grad():
+        linear.weight.copy_(kernel.permute(1, 0, 2).reshape(heads * head_dim, in_features))
+    if use_bias:
+        initialize(linear.bias, bias_initializer)
+    return linear
+
+
+def _output_projection(heads, head_dim, out_features, initializer, bias_initializer, use_bias) -> nn.Linear:
+    """(…, heads * head_dim) -> (…, out_features); Keras's (heads, head_dim, out) kernel fans."""
+    linear = nn.Linear(heads * head_dim, out_features, bias=use_bias)
+    kernel = torch.empty(out_features, head_dim, heads)
+    initialize(kernel, initializer)
+    with torch.no_grad():
+        linear.weight.copy_(kernel.permute(0, 2, 1).reshape(out_features, heads * head_dim))
+    if use_bias:
+        initialize(linear.bias, bias_initializer)
+    return linear
+
+
+def causal_mask(query_steps: int, key_steps: int, device=None) -> torch.Tensor:
+    """(T, S) boolean: query step t may see key steps <= t (aligned at the end when T < S, as Keras)."""
+    return torch.ones(query_steps, key_steps, dtype=torch.bool, device=device).tril(key_steps - query_steps)
+
+
+def combine_masks(*, query_mask=None, key_mask=None, attention_mask=None, causal=None) -> torch.Tensor | None:
+    """One boolean mask broadcastable to (batch, heads, T, S), or None when everything may attend.
+
+    The query mask is kept out: a padded query row still attends to the real keys, so no row is empty
+    unless a sequence has no real steps at all; padded query outputs are ignored downstream anyway.
+    """
+    mask = None
+    if key_mask is not None:
+        mask = key_mask.bool()[:, None, None, :]
+    if attention_mask is not None:
+        extra = attention_mask.bool()[:, None] if attention_mask.dim() == 3 else attention_mask.bool()
+        mask = extra if mask is None else mask & extra
+    if causal is not None:
+        mask = causal if mask is None else mask & causal
+    return mask
+
+
+class MultiHeadAttention(Layer):
+    """Multi-head attention (Vaswani et al. 2017): project query, key and value into `num_heads` heads of
+    `key_dim`, attend, concatenate, project back to the query's features (or `output_shape`).
+
+    >>> attention = layers.MultiHeadAttention(num_heads=4, key_dim=32)
+    >>> out = attention(query, value)                       # self-attention: attention(x, x)
+    >>> out, scores = attention(query, value, return_attention_scores=True, use_causal_mask=True)
+    """
+
+    supports_masking = True
+
+    def __init__(self, num_heads, key_dim, value_dim=None, dropout=0.0, use_bias=True, output_shape=None,
+                 attention_axes=None, kernel_initializer="glorot_uniform", bias_initializer="zeros", **kwargs):
+        super().__init__(**kwargs)
+        if attention_axes not in (None, -2, (-2,), [-2], 1, (1,), [1]):
+            raise ValueError(f"MultiHeadAttention attends over the steps axis only; attention_axes={attention_axes!r}")
+        if not 0 <= dropout < 1:
+            raise ValueError(f"MultiHeadAttention dropout must be in [0, 1), got {dropout!r}")
+        self.num_heads, self.key_dim = int(num_heads), int(key_dim)
+        self.value_dim = int(value_dim) if value_dim is not None else self.key_dim
+        self.dropout, self.use_bias = float(dropout), use_bias
+        self.output_features = (output_shape if isinstance(output_shape, int) or output_shape is None
+                                else int(tuple(output_shape)[-1]))
+        self.kernel_initializer, self.bias_initializer = kernel_initializer, bias_initializer
+
+    def build_from(self, query, value, key=None, **_):
+        key = value if key is None else key
+        heads, init = self.num_heads, (self.kernel_initializer, self.bias_initializer, self.use_bias)
+        self.query_dense = _projection(query.shape[-1], heads, self.key_dim, *init)
+        self.key_dense = _projection(key.shape[-1], heads, self.key_dim, *init)
+        self.value_dense = _projection(value.shape[-1], heads, self.value_dim, *init)
+        out = self.output_features or query.shape[-1]
+        self.output_dense = _output_projection(heads, self.value_dim, out, *init)
+
+    def _heads(self, x, dense, head_dim):
+        """(batch, steps, features) -> (batch, heads, steps, head_dim)"""
+        return dense(x).unflatten(-1, (self.num_heads, head_dim)).transpose(1, 2)
+
+    def forward(self, query, value, key=None, query_mask=None, value_mask=None, key_mask=None, attention_mask=None,
+                return_attention_scores=False, training=None, use_causal_mask=False):
+        key = value if key is None else key
+        key_mask = key_mask if key_mask is not None else value_mask
+        causal = causal_mask(query.shape[1], key.shape[1], query.device) if use_causal_mask else None
+        mask = combine_masks(key_mask=key_mask, attention_mask=attention_mask, causal=causal)
+        q = self._heads(query, self.query_dense, self.key_dim)
+        k = self._heads(key, self.key_dense, self.key_dim)
+        v = self._heads(value, self.value_dense, self.value_dim)
+        dropout = self.dropout if self.training else 0.0
+        if return_attention_scores:
+            attended, scores = self._attend_with_scores(q, k, v, mask, dropout)
+        else:
+            attended = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+        out = self.output_dense(attended.transpose(1, 2).flatten(2))
+        return (out, scores) if return_attention_scores else out
+
+    @staticmethod
+    def _attend_with_scores(q, k, v, mask, dropout):
+        """The same computation as SDPA, spelled out to return the (batch, heads, T, S) attention weights."""
+        logits = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])
+        if mask is not None:
+            logits = logits.masked_fill(~mask, float("-inf"))
+        scores = torch.softmax(logits, dim=-1).nan_to_num(0.0)  # a row with no allowed key: all zeros
+        return F.dropout(scores, dropout) @ v, scores
+
+    def get_config(self):
+        return {**super().get_config(), "num_heads": self.num_heads, "key_dim": self.key_dim,
+                "value_dim": self.value_dim, "dropout": self.dropout, "use_bias": self.use_bias,
+                "output_shape": self.output_features, "kernel_initializer": self.kernel_initializer,
+                "bias_initializer": self.bias_initializer}
