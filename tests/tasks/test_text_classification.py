@@ -3,12 +3,16 @@ import json
 import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from ember.tasks import runner
+from ember import layers, models
+from ember.errors import ModelFileError
+from ember.tasks import runner, text_classification
+from ember.tasks.config import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 GOOD = ["great", "wonderful", "charming", "moving", "superb"]
@@ -62,6 +66,62 @@ def test_text_file_trains_evaluates_and_predicts_raw_text(tmp_path, reviews):
     assert predicted.returncode == 0, predicted.stderr
     labels = [r["predictions"][0]["label"] for r in json.loads(predicted.stdout)]
     assert labels == ["happy", "sad"]
+
+
+def test_subword_tokenizer_trains_and_predicts_raw_text(tmp_path, reviews):
+    config = tmp_path / "bpe.yaml"
+    config.write_text(f"""\
+task: text_classification
+data: {{train_file: {reviews / 'reviews.tsv'}, text_column: review, label_column: mood, tokenizer: bpe,
+        max_tokens: 96, sequence_length: 24}}
+model:
+  layers:
+    - Embedding: {{input_dim: 96, output_dim: 16}}
+    - GlobalAveragePooling1D: {{}}
+    - Dense: {{units: 2}}
+train: {{epochs: 6, batch_size: 16, lr: 0.03, seed: 0}}
+output: {{plots: false}}
+""")
+    run = tmp_path / "run"
+    result = ember("train", str(config), "--out", str(run))
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert json.loads((run / "metrics.json").read_text())["test_accuracy"] >= 0.9
+    with zipfile.ZipFile(run / "model.ember") as archive:
+        vectorizer = json.loads(archive.read("config.json"))["metadata"]["preprocessing"]["vectorizer"]
+    assert vectorizer["class_name"] == "SubwordTokenizer" and vectorizer["config"]["kind"] == "bpe"
+    predicted = ember("predict", str(run / "model.ember"), "The film is SUPERB!", "a dull plot", "--json")
+    assert predicted.returncode == 0, predicted.stderr
+    assert [r["predictions"][0]["label"] for r in json.loads(predicted.stdout)] == ["happy", "sad"]
+
+
+def test_a_subword_vocabulary_too_small_for_the_alphabet_names_the_key(reviews):
+    with pytest.raises(ConfigError, match="data.max_tokens: SubwordTokenizer vocab_size 10 is too small"):
+        text_classification.load_data(tokenizer="wordpiece", max_tokens=10, train_file=str(reviews / "reviews.tsv"),
+                                      text_column="review", label_column="mood")
+
+
+def _saved_with_vectorizer_metadata(path, vectorizer_entry):
+    model = models.Sequential([layers.Input(shape=(4,), dtype="int64"), layers.Embedding(8, 4),
+                               layers.GlobalAveragePooling1D(), layers.Dense(2, activation="softmax")])
+    model.metadata = {"task": "text_classification", "class_names": ["sad", "happy"],
+                      "preprocessing": {"vectorizer": vectorizer_entry}}
+    model.save(path)
+    return path
+
+
+def test_model_files_with_a_bare_vectorizer_config_still_load(tmp_path):
+    vectorize = layers.TextVectorization(max_tokens=8, output_sequence_length=4)
+    vectorize.adapt(["the film is superb", "a dull plot"])
+    path = _saved_with_vectorizer_metadata(tmp_path / "old.ember", vectorize.get_config())  # the form before subwords
+    [result] = runner.predict(path, ["the film is superb"])
+    assert {p["label"] for p in result["predictions"]} == {"sad", "happy"}
+
+
+def test_an_unknown_vectorizer_class_is_refused(tmp_path):
+    path = _saved_with_vectorizer_metadata(tmp_path / "odd.ember", {"class_name": "os.system", "config": {}})
+    with pytest.raises(ModelFileError, match="vectorizer 'os.system' is not one of TextVectorization, "
+                                             "SubwordTokenizer"):
+        runner.predict(path, ["a film"])
 
 
 def test_text_config_mistakes_are_one_line(tmp_path, reviews):

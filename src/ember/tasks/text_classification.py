@@ -1,7 +1,8 @@
 """text_classification: a sentence in, one class out (sentiment on SST-2, or any labelled CSV/TSV).
 
-Texts become padded token ids through a `TextVectorization` adapted on the training texts; its
-vocabulary is stored in the model file, so `ember predict MODEL "a sentence"` works on raw text.
+Texts become padded token ids through a `TextVectorization` (words) or a `SubwordTokenizer` (BPE or
+WordPiece) adapted on the training texts; its vocabulary is stored in the model file, so
+`ember predict MODEL "a sentence"` works on raw text.
 """
 import dataclasses
 from pathlib import Path
@@ -11,8 +12,9 @@ import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from ember import datasets
+from ember.data.subword import SubwordTokenizer
 from ember.data.text import read_labeled_text
-from ember.errors import DatasetError
+from ember.errors import DatasetError, ModelFileError
 from ember.evaluation import report
 from ember.layers import TextVectorization
 from ember.models import Sequential
@@ -20,6 +22,9 @@ from ember.tasks.config import ConfigError, RunConfig, Section, absolute_path
 from ember.tasks.model_specs import ModelSpec, create_registered, finish_classifier, layer_from_spec
 
 NAMED = {"sst2": lambda: list(datasets.sst2.CLASS_NAMES)}
+# the classes a model file may name for its token ids; never a name imported from the file
+VECTORIZERS = {"TextVectorization": TextVectorization, "SubwordTokenizer": SubwordTokenizer}
+Vectorizer = TextVectorization | SubwordTokenizer
 
 
 class Data(Section):
@@ -28,10 +33,15 @@ class Data(Section):
     test_file: str | None = Field(None, description="default: hold out test_split of train_file")
     text_column: str = "sentence"
     label_column: str = "label"
+    tokenizer: Literal["words", "bpe", "wordpiece"] = Field(
+        "words", description="words: whitespace-separated words (TextVectorization); bpe, wordpiece: subwords "
+                             "trained on the training texts with the `tokenizers` library (SubwordTokenizer)")
     max_tokens: int = Field(20000, ge=3, description="vocabulary size, padding and [UNK] included")
     sequence_length: int = Field(64, ge=1, description="token ids per text: longer texts are cut, shorter padded")
-    standardize: Literal["lower_and_strip_punctuation", "lower", "strip_punctuation"] | None = \
-        "lower_and_strip_punctuation"
+    standardize: Literal["lower_and_strip_punctuation", "lower", "strip_punctuation"] | None = Field(
+        "lower_and_strip_punctuation",
+        description="words: applied before splitting; bpe, wordpiece: a value with 'lower' lowercases and strips "
+                    "accents, and punctuation always stays, as tokens of its own")
     validation_split: float = Field(0.1, ge=0, lt=1, description="last fraction of the training set")
     test_split: float = Field(0.2, gt=0, lt=1)
     subset: int | None = Field(None, ge=1, description="train on the first N training texts only")
@@ -63,7 +73,7 @@ class Texts:
     y_test: np.ndarray
     test_texts: np.ndarray
     class_names: list[str]
-    vectorizer: TextVectorization
+    vectorizer: Vectorizer
     source: str
 
 
@@ -92,16 +102,28 @@ def load_texts(*, dataset=None, train_file=None, test_file=None, text_column="se
     return train, test, names, f"file {train_file}"
 
 
-def load_data(*, max_tokens=20000, sequence_length=64, standardize="lower_and_strip_punctuation", subset=None,
-              **source) -> Texts:
+def make_vectorizer(tokenizer="words", *, max_tokens=20000, sequence_length=64,
+                    standardize="lower_and_strip_punctuation") -> Vectorizer:
+    """An un-adapted TextVectorization ("words") or SubwordTokenizer ("bpe", "wordpiece")."""
+    if tokenizer == "words":
+        return TextVectorization(max_tokens=max_tokens, standardize=standardize, output_sequence_length=sequence_length)
+    return SubwordTokenizer(tokenizer, vocab_size=max_tokens, output_sequence_length=sequence_length,
+                            lowercase="lower" in (standardize or ""))
+
+
+def load_data(*, tokenizer="words", max_tokens=20000, sequence_length=64, standardize="lower_and_strip_punctuation",
+              subset=None, **source) -> Texts:
     (x_train, y_train), (x_test, y_test), names, where = load_texts(**source)
     if subset is not None:
         x_train, y_train = x_train[:subset], y_train[:subset]
     if len(x_train) == 0:
         raise DatasetError(f"{where}: no training texts")
-    vectorizer = TextVectorization(max_tokens=max_tokens, standardize=standardize,
-                                   output_sequence_length=sequence_length)
-    vectorizer.adapt(x_train)  # the vocabulary comes from the training texts only
+    vectorizer = make_vectorizer(tokenizer, max_tokens=max_tokens, sequence_length=sequence_length,
+                                 standardize=standardize)
+    try:
+        vectorizer.adapt(x_train)  # the vocabulary comes from the training texts only
+    except ValueError as e:
+        raise ConfigError(f"data.max_tokens: {e}") from None
     return Texts(vectorizer.encode(x_train), y_train, vectorizer.encode(x_test), y_test, x_test, names, vectorizer,
                  where)
 
@@ -139,15 +161,25 @@ class TextClassification:
         return data.x_train, data.y_train
 
     def metadata(self, data: Texts) -> dict:
+        vectorizer = data.vectorizer
         return {"task": self.name, "class_names": data.class_names,
-                "preprocessing": {"vectorizer": data.vectorizer.get_config()}}
+                "preprocessing": {"vectorizer": {"class_name": type(vectorizer).__name__,
+                                                 "config": vectorizer.get_config()}}}
 
-    def _vectorizer(self, model) -> TextVectorization:
-        config = (model.metadata.get("preprocessing") or {}).get("vectorizer")
-        if not config or not model.metadata.get("class_names"):
+    def _vectorizer(self, model) -> Vectorizer:
+        entry = (model.metadata.get("preprocessing") or {}).get("vectorizer")
+        if not isinstance(entry, dict) or not entry or not model.metadata.get("class_names"):
             raise DatasetError("the model file has no text-classification metadata (vocabulary and class names): "
                                "train it with `ember train`")
-        return TextVectorization.from_config(config)
+        if "class_name" not in entry:  # files written before subword tokenizers: a bare TextVectorization config
+            entry = {"class_name": "TextVectorization", "config": entry}
+        name = entry["class_name"]
+        if not isinstance(name, str) or name not in VECTORIZERS:
+            raise ModelFileError(f"the model file's vectorizer {name!r} is not one of {', '.join(VECTORIZERS)}")
+        try:
+            return VECTORIZERS[name].from_config(dict(entry.get("config") or {}))
+        except (TypeError, ValueError) as e:
+            raise ModelFileError(f"the model file's {name} config is unusable: {e}") from None
 
     def evaluation_data(self, model, data_arg: str) -> Texts:
         vectorizer = self._vectorizer(model)
