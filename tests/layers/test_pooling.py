@@ -79,3 +79,14 @@ def test_global_pooling1d(cls, reduce):
     x = torch.randn(2, 7, 3)
     check_layer(cls(), (2, 7, 3))
     assert_close(cls()(x), torch.from_numpy(reduce(x.numpy(), axis=1)))
+
+
+@pytest.mark.parametrize("pool", [layers.GlobalMaxPooling1D, layers.GlobalAveragePooling1D])
+def test_masked_global_pooling_of_an_empty_sequence_is_zero_with_finite_gradients(pool):
+    # regression: an SST-2 phrase that is all punctuation standardizes to no tokens; max pooling gave -inf -> NaN
+    x = torch.randn(2, 4, 3, requires_grad=True)
+    mask = torch.tensor([[True, True, False, False], [False, False, False, False]])
+    out = pool()(x, mask=mask)
+    assert torch.all(out[1] == 0) and torch.isfinite(out).all()
+    out.sum().backward()
+    assert torch.isfinite(x.grad).all() and torch.all(x.grad[1] == 0)

@@ -103,9 +103,13 @@ class _GlobalAverage(_GlobalPooling):
 
 class _GlobalMax(_GlobalPooling):
     def forward(self, x, mask=None):
-        if mask is not None:  # padding never wins the max
-            x = x.masked_fill(~self._steps_mask(mask, x), float("-inf"))
-        return x.amax(dim=self._axes(), keepdim=self.keepdims)
+        if mask is None:
+            return x.amax(dim=self._axes(), keepdim=self.keepdims)
+        steps = self._steps_mask(mask, x)
+        pooled = x.masked_fill(~steps, float("-inf")).amax(dim=self._axes(), keepdim=self.keepdims)
+        # a sequence with no real step (an empty text) pools to zeros, as the average does, not to -inf
+        empty = ~steps.any(dim=self._axes(), keepdim=self.keepdims)
+        return pooled.masked_fill(empty, 0.0)
 
 
 class GlobalAveragePooling1D(_GlobalAverage):
