@@ -31,6 +31,19 @@ def class_weights_for(y: torch.Tensor, class_weight: dict) -> torch.Tensor:
     return table[labels]
 
 
+def trim_padding(ids: torch.Tensor) -> torch.Tensor:
+    """Right-padded token ids (batch, steps) cut after the last column holding a real (non-zero) id.
+
+    Padding to the longest text of each batch rather than of the dataset, as Hugging Face's collators do:
+    a model that masks padding gives the same outputs, with less work (SST-2's texts fill a sixth of 56 steps).
+    """
+    if ids.dim() != 2 or ids.is_floating_point() or ids.dtype == torch.bool:
+        return ids
+    used = (ids != 0).any(dim=0)
+    steps = int(used.nonzero().max()) + 1 if bool(used.any()) else 1
+    return ids[:, :steps] if steps < ids.shape[1] else ids
+
+
 class ArrayData:
     """Inputs, targets and sample weights of equal length, batched by indexing.
 
@@ -84,8 +97,9 @@ class ArrayData:
     def num_batches(self, batch_size: int) -> int:
         return -(-len(self) // batch_size)
 
-    def batches(self, batch_size: int, *, shuffle: bool = False, device=None):
-        """Yields (inputs tuple, y or None, weight or None) per batch; a new order each call when shuffling."""
+    def batches(self, batch_size: int, *, shuffle: bool = False, device=None, trim: bool = False):
+        """Yields (inputs tuple, y or None, weight or None) per batch; a new order each call when shuffling.
+        `trim`: cut token-id inputs to the longest text in the batch (`trim_padding`)."""
         order = torch.randperm(len(self)) if shuffle else None
         for start in range(0, len(self), batch_size):
             index = order[start:start + batch_size] if shuffle else slice(start, start + batch_size)
@@ -93,4 +107,5 @@ class ArrayData:
             if device is not None:
                 batch = [t.to(device, non_blocking=True) if t is not None and t.device != device else t
                          for t in batch]
-            yield tuple(batch[:len(self.xs)]), batch[-2], batch[-1]
+            xs = tuple(trim_padding(x) for x in batch[:len(self.xs)]) if trim else tuple(batch[:len(self.xs)])
+            yield xs, batch[-2], batch[-1]

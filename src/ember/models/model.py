@@ -93,6 +93,12 @@ class Model(Layer):
         param = next(self.parameters(), None)
         return param.device if param is not None else torch.device("cpu")
 
+    def ignores_padding_length(self) -> bool:
+        """Whether the outputs stay the same when trailing padding of token-id inputs is cut off, so the
+        loops pad each batch only to its longest text (`data.arrays.trim_padding`). Sequential works this
+        out from its layers; a subclassed model keeps its batches as given."""
+        return False
+
     # -- compiling ---------------------------------------------------------------------------
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, *, device="auto", precision="32"):
         """Set the optimizer, loss and metrics (Keras names, ember/torch objects or callables).

@@ -6,8 +6,13 @@ import torch
 from torch import nn
 
 from ember.layers.base import Layer
-from ember.layers.core import InputLayer
-from ember.layers.pooling import GlobalMaxPooling1D, GlobalMaxPooling2D, MaxPooling1D, MaxPooling2D
+from ember.layers.core import Activation, Dense, Dropout, InputLayer
+from ember.layers.embedding import Embedding
+from ember.layers.normalization import LayerNormalization
+from ember.layers.pooling import (GlobalAveragePooling1D, GlobalMaxPooling1D, GlobalMaxPooling2D, MaxPooling1D,
+                                  MaxPooling2D)
+from ember.layers.recurrent import Bidirectional, _RNN
+from ember.layers.transformer import PositionalEmbedding, TransformerDecoder, TransformerEncoder
 from ember.models.model import Model
 
 # Max pooling commutes with a non-decreasing activation: pool(f(x)) == f(pool(x)), values and gradients.
@@ -42,6 +47,36 @@ def run_step(step, x):
     if not layer.built:  # the first call builds the layer the ordinary way
         return pool(layer(x))
     return layer.activation(pool(layer.pre_activation(x)))
+
+
+# Layers whose outputs at real steps never depend on how much padding follows them (the mask does the work)
+_STEPWISE = (Dense, Dropout, Activation, LayerNormalization, TransformerEncoder, TransformerDecoder)
+
+
+def _sequence_state(layer) -> str:
+    """"ends" if `layer` turns masked sequences into one vector, "stepwise" if it keeps them padding-blind,
+    else "other" (its result may depend on the padded length)."""
+    recurrent = layer.forward_layer if isinstance(layer, Bidirectional) else layer
+    if (isinstance(layer, (GlobalAveragePooling1D, GlobalMaxPooling1D)) and not layer.keepdims
+            and layer.data_format == "channels_last"):
+        return "ends"
+    if isinstance(recurrent, _RNN):
+        if not recurrent.return_sequences:
+            return "ends"
+        return "stepwise" if isinstance(layer, Bidirectional) or not recurrent.go_backwards else "other"
+    return "stepwise" if isinstance(layer, _STEPWISE) else "other"
+
+
+def padding_blind(layers) -> bool:
+    """True for embedding (mask_zero) -> padding-blind layers -> a layer ending the sequence -> anything:
+    cutting trailing padding from a batch then changes no output."""
+    if not layers or not isinstance(layers[0], (Embedding, PositionalEmbedding)) or not layers[0].mask_zero:
+        return False
+    for layer in layers[1:]:
+        state = _sequence_state(layer)
+        if state != "stepwise":
+            return state == "ends"
+    return False
 
 
 def _takes_mask(layer) -> bool:
@@ -120,6 +155,9 @@ class Sequential(Model):
         for step in self.steps():
             x = run_step(step, x)
         return x
+
+    def ignores_padding_length(self) -> bool:
+        return padding_blind(list(self.layers))
 
     def _makes_masks(self) -> bool:
         if self._masks_for != len(self.layers):  # layers changed since last asked

@@ -46,6 +46,7 @@ def fit(model, data: ArrayData, *, batch_size=32, epochs=1, verbose="auto", call
     callbacks = CallbackList([*(callbacks or []), history], model,
                              {"epochs": epochs, "steps": steps, "verbose": verbose})
     wants_batch_logs = callbacks.wants("on_train_batch_end")
+    trim = model.ignores_padding_length()
     model.stop_training = False
     callbacks.call("on_train_begin", {})
     logs = {}
@@ -56,7 +57,7 @@ def fit(model, data: ArrayData, *, batch_size=32, epochs=1, verbose="auto", call
             print(f"Epoch {epoch + 1}/{epochs}", flush=True)
         bar = Progbar(steps, verbose)
         model.train()
-        for step, (xs, y, weight) in enumerate(train.batches(batch_size, shuffle=shuffle, device=device)):
+        for step, (xs, y, weight) in enumerate(train.batches(batch_size, shuffle=shuffle, device=device, trim=trim)):
             callbacks.call("on_train_batch_begin", step, {})
             model.train_step(xs, y, weight)
             if wants_batch_logs:
@@ -87,7 +88,8 @@ def evaluate(model, data: ArrayData, *, batch_size=32, verbose="auto", callbacks
     steps = data.num_batches(batch_size)
     bar = Progbar(steps, verbose)
     callbacks.call("on_test_begin", {})
-    for step, (xs, y, weight) in enumerate(data.batches(batch_size, device=model.device)):
+    batches = data.batches(batch_size, device=model.device, trim=model.ignores_padding_length())
+    for step, (xs, y, weight) in enumerate(batches):
         callbacks.call("on_test_batch_begin", step, {})
         model.test_step(xs, y, weight)
         callbacks.call("on_test_batch_end", step, {})
@@ -108,7 +110,8 @@ def predict(model, data: ArrayData, *, batch_size=32, verbose="auto", callbacks=
     bar = Progbar(steps, verbose)
     callbacks.call("on_predict_begin", {})
     outputs = []
-    for step, (xs, _, _) in enumerate(data.batches(batch_size, device=model.device)):
+    batches = data.batches(batch_size, device=model.device, trim=model.ignores_padding_length())
+    for step, (xs, _, _) in enumerate(batches):
         callbacks.call("on_predict_batch_begin", step, {})
         outputs.append(model.predict_step(xs))
         callbacks.call("on_predict_batch_end", step, {})
