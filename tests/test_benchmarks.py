@@ -1,4 +1,5 @@
 """The benchmark script runs end to end (tiny sizes; timings are never asserted)."""
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,3 +12,14 @@ def test_seed_cnn_benchmark_runs():
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "median ms/step" in result.stdout and "ember / eager" in result.stdout
+
+
+def test_text_benchmark_runs():
+    # one thread: on a busy 2-core machine, each of an LSTM's many tiny 2-thread ops waits for a descheduled
+    # thread, and 3 steps took 2 minutes instead of 7 seconds
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "text.py"), "--rounds", "1", "--steps", "3"],
+                            capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "median ms/step" in result.stdout and "ember / eager" in result.stdout
+    assert "Warning" not in result.stderr, result.stderr

@@ -27,9 +27,13 @@ def reverse_valid(x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor
     """Reverse each sequence's valid prefix in time; padding stays where it is."""
     if lengths is None:
         return x.flip(1)
-    steps = torch.arange(x.shape[1], device=x.device)[None, :]
-    index = torch.where(steps < lengths[:, None], lengths[:, None] - 1 - steps, steps)
-    return x.gather(1, index[..., None].expand_as(x))
+    batch, steps = x.shape[:2]
+    positions = torch.arange(steps, device=x.device)[None, :]
+    index = torch.where(positions < lengths[:, None], lengths[:, None] - 1 - positions, positions)
+    # select rows of the flattened (batch * steps, ...) view: index_select (and index_add backward) is a
+    # third cheaper than gather with an index expanded over every feature (CPU, batch 32 x 56 steps x 64)
+    rows = index + torch.arange(batch, device=x.device)[:, None] * steps
+    return x.reshape(batch * steps, *x.shape[2:]).index_select(0, rows.reshape(-1)).reshape(x.shape)
 
 
 class _RNN(Layer):
@@ -76,11 +80,14 @@ class _RNN(Layer):
         return x * keep / (1 - self.dropout)
 
     def run(self, x, lengths):
-        """(sequence outputs, final states) of the torch RNN, packed when `lengths` is given."""
+        """(sequence outputs, final states) of the torch RNN, packed when `lengths` is given (then the
+        outputs are None unless `return_sequences`: nothing reads them, and unpacking is a padded copy)."""
         if lengths is None:
             return self.rnn(x)
         packed = pack_padded_sequence(x, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
         out, states = self.rnn(packed)
+        if not self.return_sequences:
+            return None, states
         out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
         return out, states
 

@@ -1,0 +1,150 @@
+"""Per-step training time of the classic Keras BiLSTM sentiment classifier at batch 32: ember vs PyTorch vs Keras 3.
+
+Three contenders train the same network on the same padded token ids, in interleaved rounds in one process:
+  ember   `model.fit(x, y, batch_size=32, epochs=1, verbose=0)` (accuracy metric on, as in the example)
+  eager   a hand-written PyTorch loop: Embedding(padding_idx=0), a bidirectional nn.LSTM over
+          `pack_padded_sequence` (so padding changes nothing, as mask_zero does), BCE with logits, Adam
+          (torch's default, one tensor at a time on CPU; ember's is fused: most of ember's lead here)
+  keras   Keras 3 with KERAS_BACKEND=torch, `model.fit(..., verbose=0)` (needs `pip install keras`)
+The ids are SST-2 training sentences (vectorized by TextVectorization, padded at the end with 0) when
+$EMBER_DATA has them, else random ids of random lengths. Prints each round, then the median ms/step and
+the ratios ember/eager and ember/keras.
+
+    python benchmarks/text.py --rounds 5 --steps 200
+"""
+import argparse
+import os
+import statistics
+import time
+import warnings
+
+os.environ.setdefault("KERAS_BACKEND", "torch")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torch import nn  # noqa: E402
+from torch.nn.utils.rnn import pack_padded_sequence  # noqa: E402
+
+BATCH = 32
+MAX_TOKENS = 20000
+SEQUENCE_LENGTH = 56  # SST-2's longest training sentence has 48 tokens (mean 8.7)
+TARGETS = {"eager": 1.05, "keras": 0.6}
+
+
+def sst2_available() -> bool:
+    from ember.datasets import sst2, store
+    return all(store.find_local("sst2", name) for name in sst2.FILES)
+
+
+def sst2_like(n: int):
+    """(int64 ids (n, 56) padded at the end with 0, float32 0/1 labels): SST-2 when $EMBER_DATA has it, else random."""
+    if sst2_available():
+        from ember import datasets, layers
+        (texts, labels), _ = datasets.sst2.load_data()
+        vectorize = layers.TextVectorization(max_tokens=MAX_TOKENS, output_sequence_length=SEQUENCE_LENGTH)
+        vectorize.adapt(texts)
+        return vectorize.encode(texts[:n]), labels[:n].astype("float32")
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, SEQUENCE_LENGTH + 1, n)
+    ids = rng.integers(2, MAX_TOKENS, (n, SEQUENCE_LENGTH), dtype=np.int64)
+    ids[np.arange(SEQUENCE_LENGTH)[None, :] >= lengths[:, None]] = 0
+    return ids, rng.integers(0, 2, n).astype("float32")
+
+
+def sentiment_bilstm(layers, models):
+    model = models.Sequential()
+    model.add(layers.Embedding(MAX_TOKENS, 64, mask_zero=True))
+    model.add(layers.Bidirectional(layers.LSTM(64)))
+    model.add(layers.Dense(1, activation="sigmoid"))
+    model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def ember_runner(x, y):
+    from ember import layers, models
+    model = sentiment_bilstm(layers, models)
+    return lambda: model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0)
+
+
+def keras_runner(x, y):
+    try:
+        import keras
+    except ImportError:
+        return None
+    warnings.filterwarnings("ignore", module="keras")
+    model = sentiment_bilstm(keras.layers, keras.models)
+    return lambda: model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0)
+
+
+class PackedBiLSTM(nn.Module):
+    """The model a PyTorch user writes for padded text: padding is packed away, not computed on."""
+
+    def __init__(self):
+        super().__init__()
+        self.embedding = nn.Embedding(MAX_TOKENS, 64, padding_idx=0)
+        self.lstm = nn.LSTM(64, 64, batch_first=True, bidirectional=True)
+        self.out = nn.Linear(128, 1)
+
+    def forward(self, ids):
+        lengths = (ids != 0).sum(dim=1).clamp(min=1).cpu()
+        packed = pack_padded_sequence(self.embedding(ids), lengths, batch_first=True, enforce_sorted=False)
+        _, (h, _) = self.lstm(packed)  # h: (directions, batch, units), in the batch's own order
+        return self.out(torch.cat([h[0], h[1]], dim=1)).squeeze(1)
+
+
+def eager_runner(x, y):
+    """The loop a PyTorch user writes by hand (torch defaults, no metrics)."""
+    model = PackedBiLSTM()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    ids, labels = torch.from_numpy(x), torch.from_numpy(y)
+
+    def epoch():
+        model.train()
+        order = torch.randperm(len(ids))
+        for start in range(0, len(ids), BATCH):
+            index = order[start:start + BATCH]
+            loss = F.binary_cross_entropy_with_logits(model(ids[index]), labels[index])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    return epoch
+
+
+def time_per_step(run, steps: int) -> float:
+    start = time.perf_counter()
+    run()
+    return (time.perf_counter() - start) / steps * 1e3
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=200, help="training steps per contender per round")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    x, y = sst2_like(args.steps * BATCH)
+    runners = {"ember": ember_runner(x, y), "eager": eager_runner(x, y), "keras": keras_runner(x, y)}
+    runners = {name: run for name, run in runners.items() if run is not None}
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {BATCH}, "
+          f"{'SST-2' if sst2_available() else 'random'} ids (mean length {(x != 0).sum(1).mean():.1f}), "
+          f"{args.steps} steps x {args.rounds} rounds; contenders: {', '.join(runners)}")
+    for run in runners.values():  # warm-up: allocator, kernels, Keras tracing
+        run()
+    times = {name: [] for name in runners}
+    for r in range(args.rounds):
+        names = list(runners)[r % len(runners):] + list(runners)[:r % len(runners)]  # rotate the order
+        for name in names:
+            times[name].append(time_per_step(runners[name], args.steps))
+        print(f"round {r + 1}: " + "  ".join(f"{n} {times[n][-1]:.2f}" for n in runners) + "  (ms/step)")
+    median = {name: statistics.median(t) for name, t in times.items()}
+    print("\nmedian ms/step: " + "  ".join(f"{n} {m:.2f}" for n, m in median.items()))
+    for peer, target in TARGETS.items():
+        if peer in median:
+            ratio = median["ember"] / median[peer]
+            verdict = "meets" if ratio <= target else "MISSES"
+            print(f"ember / {peer}: {ratio:.3f}  ({verdict} the <= {target} target)")
+
+
+if __name__ == "__main__":
+    main()
