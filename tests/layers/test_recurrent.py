@@ -139,3 +139,19 @@ def test_embedding_masks_and_global_pooling_respects_them():
     assert_close(mean[0], vectors[0, :2].mean(0))
     top = layers.GlobalMaxPooling1D()(vectors, mask=mask)
     assert_close(top[0], vectors[0, :2].amax(0))
+
+
+def test_masked_bidirectional_sequences_match_torch_packed_bidirectional():
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+    layer = layers.Bidirectional(layers.GRU(4, return_sequences=True))
+    x, lengths = torch.randn(3, 6, 5), torch.tensor([6, 2, 4])
+    mask = torch.arange(6)[None, :] < lengths[:, None]
+    layer.eval()
+    with torch.no_grad():
+        layer(x, mask=mask)
+        ref = nn.GRU(5, 4, batch_first=True, bidirectional=True)
+        forward, backward = layer.forward_layer.rnn.state_dict(), layer.backward_layer.rnn.state_dict()
+        ref.load_state_dict({**forward, **{f"{k}_reverse": v for k, v in backward.items()}})
+        packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+        expected, _ = pad_packed_sequence(ref(packed)[0], batch_first=True, total_length=6)
+        assert_close(layer(x, mask=mask), expected)
