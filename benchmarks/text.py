@@ -14,8 +14,6 @@ the ratios ember/eager and ember/keras.
 """
 import argparse
 import os
-import statistics
-import time
 import warnings
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
@@ -23,6 +21,7 @@ os.environ.setdefault("KERAS_BACKEND", "torch")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+from interleave import compare  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.nn.utils.rnn import pack_padded_sequence  # noqa: E402
 
@@ -111,12 +110,6 @@ def eager_runner(x, y):
     return epoch
 
 
-def time_per_step(run, steps: int) -> float:
-    start = time.perf_counter()
-    run()
-    return (time.perf_counter() - start) / steps * 1e3
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
@@ -129,22 +122,7 @@ def main():
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {BATCH}, "
           f"{'SST-2' if sst2_available() else 'random'} ids (mean length {(x != 0).sum(1).mean():.1f}), "
           f"{args.steps} steps x {args.rounds} rounds; contenders: {', '.join(runners)}")
-    for run in runners.values():  # warm-up: allocator, kernels, Keras tracing
-        run()
-    times = {name: [] for name in runners}
-    for r in range(args.rounds):
-        names = list(runners)[r % len(runners):] + list(runners)[:r % len(runners)]  # rotate the order
-        for name in names:
-            times[name].append(time_per_step(runners[name], args.steps))
-        print(f"round {r + 1}: " + "  ".join(f"{n} {times[n][-1]:.2f}" for n in runners) + "  (ms/step)")
-    median = {name: statistics.median(t) for name, t in times.items()}
-    print("\nmedian ms/step: " + "  ".join(f"{n} {m:.2f}" for n, m in median.items()))
-    for peer, target in TARGETS.items():
-        if peer in median:
-            ratio = median["ember"] / median[peer]
-            verdict = "meets" if ratio <= target else "MISSES"
-            print(f"ember / {peer}: {ratio:.3f}  ({verdict} the <= {target} target)")
-
+    compare(runners, steps=args.steps, rounds=args.rounds, targets=TARGETS)
 
 if __name__ == "__main__":
     main()

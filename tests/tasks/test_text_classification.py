@@ -132,26 +132,15 @@ def test_text_config_mistakes_are_one_line(tmp_path, reviews):
     assert not (tmp_path / "run").exists()
 
 
+# Issue 4 asks 0.82 (BiLSTM) and 0.80 (Transformer); with seed 0 they measure 0.8028 and 0.8050 (about 100 s and
+# 90 s on 2 cores). The guards sit just below those figures: other CPUs round differently, and 872 texts move in
+# steps of 0.0011.
 @pytest.mark.slow
 @pytest.mark.data
-def test_sst2_bilstm_config_guards_its_dev_accuracy(tmp_path, ember_data):
-    # issue 4 asks 0.82; this config measures 0.8028 with seed 0, so the guard sits just below that figure
+@pytest.mark.parametrize("config, guard", [("sst2_bilstm.yaml", 0.79), ("sst2_transformer.yaml", 0.79)])
+def test_sst2_configs_guard_their_dev_accuracy(tmp_path, ember_data, config, guard):
     run = tmp_path / "sst2"
-    result = ember("train", str(ROOT / "configs" / "sst2_bilstm.yaml"), "--out", str(run),
-                   env={"EMBER_DATA": str(ember_data)})
+    result = ember("train", str(ROOT / "configs" / config), "--out", str(run), env={"EMBER_DATA": str(ember_data)})
     assert result.returncode == 0, result.stderr
     print(result.stdout)
-    assert json.loads((run / "metrics.json").read_text())["test_accuracy"] >= 0.79
-
-
-@pytest.mark.slow
-@pytest.mark.data
-def test_sst2_transformer_config_guards_its_dev_accuracy(tmp_path, ember_data):
-    # issue 4 asks 0.80; this config measures 0.8050 with seed 0 (about 90 s on 2 cores). The guard sits a
-    # little lower, as the BiLSTM's does: other CPUs round differently and 872 texts move in steps of 0.0011
-    run = tmp_path / "sst2_transformer"
-    result = ember("train", str(ROOT / "configs" / "sst2_transformer.yaml"), "--out", str(run),
-                   env={"EMBER_DATA": str(ember_data)})
-    assert result.returncode == 0, result.stderr
-    print(result.stdout)
-    assert json.loads((run / "metrics.json").read_text())["test_accuracy"] >= 0.79
+    assert json.loads((run / "metrics.json").read_text())["test_accuracy"] >= guard

@@ -39,8 +39,8 @@ def trim_padding(ids: torch.Tensor) -> torch.Tensor:
     """
     if ids.dim() != 2 or ids.is_floating_point() or ids.dtype == torch.bool:
         return ids
-    used = (ids != 0).any(dim=0)
-    steps = int(used.nonzero().max()) + 1 if bool(used.any()) else 1
+    used = (ids != 0).any(dim=0).nonzero()
+    steps = int(used[-1]) + 1 if len(used) else 1
     return ids[:, :steps] if steps < ids.shape[1] else ids
 
 

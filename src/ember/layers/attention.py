@@ -14,29 +14,31 @@ from ember.layers.base import Layer
 from ember.layers.initializers import initialize
 
 
-def _projection(in_features, heads, head_dim, initializer, bias_initializer, use_bias) -> nn.Linear:
-    """(…, in_features) -> (…, heads * head_dim), initialized as Keras initializes the (in, heads, head_dim)
-    EinsumDense kernel: fan_in = in * heads, fan_out = in * head_dim."""
-    linear = nn.Linear(in_features, heads * head_dim, bias=use_bias)
-    kernel = torch.empty(head_dim, heads, in_features)  # torch's fan rule on this layout gives Keras's fans
+def _keras_dense(in_features, out_features, kernel_layout, to_weight, initializer, bias_initializer,
+                 use_bias) -> nn.Linear:
+    """An nn.Linear initialized as Keras initializes an EinsumDense kernel: drawn in `kernel_layout`, on which
+    torch's fan rule gives Keras's fans, then arranged by `to_weight` into the (out, in) weight."""
+    linear = nn.Linear(in_features, out_features, bias=use_bias)
+    kernel = torch.empty(kernel_layout)
     initialize(kernel, initializer)
     with torch.no_grad():
-        linear.weight.copy_(kernel.permute(1, 0, 2).reshape(heads * head_dim, in_features))
+        linear.weight.copy_(to_weight(kernel))
     if use_bias:
         initialize(linear.bias, bias_initializer)
     return linear
 
 
-def _output_projection(heads, head_dim, out_features, initializer, bias_initializer, use_bias) -> nn.Linear:
+def _projection(in_features, heads, head_dim, *init) -> nn.Linear:
+    """(…, in_features) -> (…, heads * head_dim); Keras's (in, heads, head_dim) kernel: fan_in = in * heads,
+    fan_out = in * head_dim."""
+    return _keras_dense(in_features, heads * head_dim, (head_dim, heads, in_features),
+                        lambda k: k.permute(1, 0, 2).reshape(heads * head_dim, in_features), *init)
+
+
+def _output_projection(heads, head_dim, out_features, *init) -> nn.Linear:
     """(…, heads * head_dim) -> (…, out_features); Keras's (heads, head_dim, out) kernel fans."""
-    linear = nn.Linear(heads * head_dim, out_features, bias=use_bias)
-    kernel = torch.empty(out_features, head_dim, heads)
-    initialize(kernel, initializer)
-    with torch.no_grad():
-        linear.weight.copy_(kernel.permute(0, 2, 1).reshape(out_features, heads * head_dim))
-    if use_bias:
-        initialize(linear.bias, bias_initializer)
-    return linear
+    return _keras_dense(heads * head_dim, out_features, (out_features, head_dim, heads),
+                        lambda k: k.permute(0, 2, 1).reshape(out_features, heads * head_dim), *init)
 
 
 def causal_mask(query_steps: int, key_steps: int, device=None) -> torch.Tensor:

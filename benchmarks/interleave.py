@@ -1,0 +1,30 @@
+"""The timing shared by the benchmarks: warm up, interleaved rounds in one process, medians and ratios."""
+import statistics
+import time
+
+
+def time_per_step(run, steps: int) -> float:
+    start = time.perf_counter()
+    run()
+    return (time.perf_counter() - start) / steps * 1e3
+
+
+def compare(runners: dict, *, steps: int, rounds: int, targets: dict) -> dict:
+    """Time each runner (one call = `steps` training steps) in `rounds` rotated rounds after one warm-up call;
+    print each round, the median ms/step and ember's ratio to each peer against its target. Returns the medians."""
+    for run in runners.values():  # warm-up: allocator, kernels, Keras tracing
+        run()
+    times = {name: [] for name in runners}
+    for r in range(rounds):
+        names = list(runners)[r % len(runners):] + list(runners)[:r % len(runners)]  # rotate the order
+        for name in names:
+            times[name].append(time_per_step(runners[name], steps))
+        print(f"round {r + 1}: " + "  ".join(f"{n} {times[n][-1]:.2f}" for n in runners) + "  (ms/step)")
+    median = {name: statistics.median(t) for name, t in times.items()}
+    print("\nmedian ms/step: " + "  ".join(f"{n} {m:.2f}" for n, m in median.items()))
+    for peer, target in targets.items():
+        if peer in median:
+            ratio = median["ember"] / median[peer]
+            verdict = "meets" if ratio <= target else "MISSES"
+            print(f"ember / {peer}: {ratio:.3f}  ({verdict} the <= {target} target)")
+    return median
