@@ -53,6 +53,19 @@ def _predict(args):
         print(f"{result['input']}: {best}")
 
 
+def _recommend(args):
+    from ember.tasks import runner
+    result = runner.recommend(args.model, args.user, k=args.k)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    if result["note"]:
+        print(result["note"])
+    for rank, item in enumerate(result["items"], 1):
+        score = "" if item["score"] is None else f"  {item['score']:.3f}"
+        print(f"{rank:>3}. {item['title']}{score}")
+
+
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -104,6 +117,13 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--top-k", type=_positive, default=3)
     predict.add_argument("--json", action="store_true", help="print machine-readable JSON")
     predict.set_defaults(handler=_predict)
+
+    recommend = commands.add_parser("recommend", help="the best unrated items for a user (recommendation models)")
+    recommend.add_argument("model", metavar="MODEL", help="a model.ember trained with a recommendation config")
+    recommend.add_argument("--user", type=int, required=True, help="the user id (MovieLens ids start at 1)")
+    recommend.add_argument("-k", type=_positive, default=10, help="how many items (default 10)")
+    recommend.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    recommend.set_defaults(handler=_recommend)
     return parser
 
 

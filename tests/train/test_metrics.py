@@ -45,3 +45,13 @@ def test_results_stay_on_device_as_tensors():
 def test_unknown_metric_is_named():
     with pytest.raises(ValueError, match="unknown metric 'acuracy'"):
         metrics.get("acuracy")
+
+
+def test_root_mean_squared_error_is_the_root_of_the_whole_mean_not_a_mean_of_roots():
+    from ember.train import metrics as metrics_lib
+    metric = metrics_lib.get("root_mean_squared_error")
+    y = torch.tensor([[1.0], [2.0], [3.0], [4.0]])
+    pred = torch.tensor([[1.0], [2.0], [3.0], [8.0]])
+    metric.update_state(y[:2], pred[:2])
+    metric.update_state(y[2:], pred[2:])
+    assert float(metric.result()) == pytest.approx((16 / 4) ** 0.5)

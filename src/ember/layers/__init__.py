@@ -3,6 +3,7 @@ from ember.layers.activations import ACTIVATIONS
 from ember.layers.attention import MultiHeadAttention
 from ember.layers.base import Layer
 from ember.layers.blocks import ResidualBlock
+from ember.layers.collaborative import MatrixFactorization, NeuMF
 from ember.layers.conv import Conv1D, Conv2D
 from ember.layers.embedding import Embedding
 from ember.layers.recurrent import GRU, LSTM, Bidirectional, SimpleRNN
@@ -22,7 +23,7 @@ LAYERS: dict[str, type[Layer]] = {cls.__name__: cls for cls in (
     GlobalAveragePooling2D, GlobalMaxPooling1D, GlobalMaxPooling2D, BatchNormalization,
     ResidualBlock, Embedding, SimpleRNN, LSTM, GRU, Bidirectional, TextVectorization,
     LayerNormalization, MultiHeadAttention, PositionalEmbedding, TransformerEncoder, TransformerDecoder,
-    TimeDistributed,
+    TimeDistributed, MatrixFactorization, NeuMF,
 )}
 
 # Keras's aliases

@@ -4,6 +4,7 @@ import math
 import torch.nn.functional as F
 from torch import nn
 
+from ember.layers import regularizers
 from ember.layers.activations import activation_name, get_activation
 from ember.layers.base import Layer, layer_config, layer_from_config
 from ember.layers.initializers import initialize
@@ -64,12 +65,14 @@ class Dense(_WithActivation):
     supports_masking = True
 
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
-                 bias_initializer="zeros", **kwargs):
+                 bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None, **kwargs):
         super().__init__(activation, **kwargs)
         self.units = int(units)
         self.use_bias = use_bias
         self.kernel_initializer = kernel_initializer
         self.bias_initializer = bias_initializer
+        self.regularizers = {"linear.weight": regularizers.get(kernel_regularizer),
+                             "linear.bias": regularizers.get(bias_regularizer) if use_bias else None}
 
     def build(self, input_shape):
         self.linear = nn.Linear(input_shape[-1], self.units, bias=self.use_bias)
@@ -85,7 +88,9 @@ class Dense(_WithActivation):
 
     def get_config(self):
         return {**super().get_config(), "units": self.units, **self.activation_config(), "use_bias": self.use_bias,
-                "kernel_initializer": self.kernel_initializer, "bias_initializer": self.bias_initializer}
+                "kernel_initializer": self.kernel_initializer, "bias_initializer": self.bias_initializer,
+                "kernel_regularizer": regularizers.serialize(self.regularizers["linear.weight"]),
+                "bias_regularizer": regularizers.serialize(self.regularizers["linear.bias"])}
 
 
 class Activation(_WithActivation):

@@ -2,6 +2,7 @@
 import torch
 from torch import nn
 
+from ember.layers import regularizers
 from ember.layers.base import Layer
 from ember.layers.initializers import initialize
 
@@ -15,11 +16,13 @@ class Embedding(Layer):
     >>> layers.Embedding(10000, 64, mask_zero=True)
     """
 
-    def __init__(self, input_dim, output_dim, embeddings_initializer="uniform", mask_zero=False, **kwargs):
+    def __init__(self, input_dim, output_dim, embeddings_initializer="uniform", embeddings_regularizer=None,
+                 mask_zero=False, **kwargs):
         kwargs.pop("input_length", None)  # Keras 2 argument, not needed: any length works
         super().__init__(**kwargs)
         self.input_dim, self.output_dim = int(input_dim), int(output_dim)
         self.embeddings_initializer, self.mask_zero = embeddings_initializer, bool(mask_zero)
+        self.regularizers = {"embeddings": regularizers.get(embeddings_regularizer)}
 
     def build(self, input_shape):
         self.embeddings = nn.Parameter(torch.empty(self.input_dim, self.output_dim))
@@ -35,4 +38,6 @@ class Embedding(Layer):
 
     def get_config(self):
         return {**super().get_config(), "input_dim": self.input_dim, "output_dim": self.output_dim,
-                "embeddings_initializer": self.embeddings_initializer, "mask_zero": self.mask_zero}
+                "embeddings_initializer": self.embeddings_initializer,
+                "embeddings_regularizer": regularizers.serialize(self.regularizers["embeddings"]),
+                "mask_zero": self.mask_zero}

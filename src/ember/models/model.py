@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from ember.data.arrays import ArrayData
+from ember.layers import regularizers
 from ember.layers.activations import get_activation
 from ember.layers.base import Layer
 from ember.models.summary import print_summary
@@ -21,6 +22,15 @@ from ember.train.distributed import resolve_device
 
 # compile(precision=...): the autocast dtype of the forward pass
 PRECISIONS = {"32": None, "bf16-mixed": torch.bfloat16}
+
+
+def _as_data(x, y, sample_weight, class_weight) -> ArrayData:
+    """Arrays as an ArrayData; an ArrayData (e.g. `data.interactions.NegativeSampling`) as it is."""
+    if not isinstance(x, ArrayData):
+        return ArrayData(x, y, sample_weight, class_weight)
+    if y is not None or sample_weight is not None or class_weight is not None:
+        raise ValueError("fit(x=ArrayData) takes its targets and weights from the ArrayData: pass y=None")
+    return x
 
 
 class Model(Layer):
@@ -49,6 +59,7 @@ class Model(Layer):
         self._device = None
         self._compile_metrics = None
         self._autocast_dtype = None
+        self._penalties = None  # (weight, regularizer) pairs, found on the first step after building
         # JSON data saved with the model (e.g. class names and preprocessing a task needs to predict)
         self.metadata: dict = {}
 
@@ -120,6 +131,7 @@ class Model(Layer):
         self._logit_loss = self._loss_on_logits()
         self._output_fn = get_activation(self.output_activation()) if self._logit_loss is not None else None
         self._compile_metrics = list(metrics or [])
+        self._penalties = None
         if not self._needs_build() and any(True for _ in self.parameters()):
             self._ensure_optimizer()
 
@@ -153,16 +165,29 @@ class Model(Layer):
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self._autocast_dtype)
 
+    @property
+    def losses(self) -> list[torch.Tensor]:
+        """The weight penalties of layers built with regularizers (Keras's `model.losses`), added to the loss."""
+        if self._penalties is None:
+            self._penalties = regularizers.penalties(self)
+        return [regularizer(weight) for weight, regularizer in self._penalties]
+
     def compute_loss_and_predictions(self, xs, y, weight):
         if self._logit_loss is not None:
             with self._autocast():
                 logits = self.forward_logits(*xs)
             logits = logits.float()
-            return self._logit_loss(y, logits, weight), self._output_fn(logits.detach())
-        with self._autocast():
-            y_pred = self(*xs)
-        y_pred = y_pred.float()
-        return self.loss_fn(y, y_pred, weight), y_pred.detach()
+            loss, y_pred = self._logit_loss(y, logits, weight), self._output_fn(logits.detach())
+        else:
+            with self._autocast():
+                y_pred = self(*xs)
+            y_pred = y_pred.float()
+            loss, y_pred = self.loss_fn(y, y_pred, weight), y_pred.detach()
+        if self._penalties is None:
+            self._penalties = regularizers.penalties(self)
+        if self._penalties:
+            loss = loss + regularizers.total_penalty(self._penalties)
+        return loss, y_pred
 
     def train_step(self, xs, y, weight):
         """One optimizer step on a batch; updates the compiled metrics (no host sync)."""
@@ -214,7 +239,7 @@ class Model(Layer):
 
         >>> history = model.fit(x_train, y_train, epochs=5, validation_split=0.1)
         """
-        data = ArrayData(x, y, sample_weight, class_weight)
+        data = _as_data(x, y, sample_weight, class_weight)
         self._prepare(data)
         return trainer.fit(self, data, batch_size=batch_size or 32, epochs=epochs, verbose=verbose,
                            callbacks=callbacks, validation_split=validation_split, validation_data=validation_data,

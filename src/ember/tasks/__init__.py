@@ -11,18 +11,20 @@ from typing import Protocol
 TASKS: dict[str, str] = {
     "image_classification": "ember.tasks.image_classification",
     "text_classification": "ember.tasks.text_classification",
+    "recommendation": "ember.tasks.recommendation",
 }
 
 
 class Task(Protocol):
     name: str
     config_class: type       # RunConfig plus the task's `data` and `model` sections
-    loss: str
-    metrics: list[str]
+
+    def loss_and_metrics(self, config) -> tuple[str, list[str]]: ...   # for Model.compile
+    def test_size(self, data) -> int: ...                   # test samples (or users), for the progress line
 
     def load_data(self, config): ...                        # train and test arrays, class names, source
     def build_model(self, config, data): ...                # a built ember Model
-    def fit_arrays(self, config, data): ...                 # (x, y) for Model.fit
+    def fit_arrays(self, config, data): ...                 # (x, y) for Model.fit; (ArrayData, None) also works
     def metadata(self, data) -> dict: ...                   # JSON saved in the model file for predict
     def evaluate(self, model, data, batch_size: int) -> tuple[dict, dict]: ...   # (metrics.json, report details)
     def evaluation_data(self, model, data_arg: str, seed=0): ...  # test data named on the command line

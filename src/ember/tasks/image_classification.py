@@ -130,6 +130,12 @@ class ImageClassification:
     loss = "sparse_categorical_crossentropy"
     metrics = ["accuracy"]
 
+    def loss_and_metrics(self, config):
+        return self.loss, self.metrics
+
+    def test_size(self, data) -> int:
+        return len(data.y_test)
+
     def load_data(self, config: Config) -> Images:
         return load_data(**config.data.model_dump(exclude={"validation_split"}))
 

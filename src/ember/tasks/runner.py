@@ -212,17 +212,19 @@ def train(config_path=None, *, overrides=(), out=None, overwrite=False, quiet=Fa
         set_random_seed(config.train.seed)
     data, model = _data_and_model(task, config, config_path)
     optimizer = _optimizer(config.train)
-    model.compile(optimizer=optimizer, loss=task.loss, metrics=task.metrics, precision=config.train.precision)
+    loss, metrics = task.loss_and_metrics(config)
+    model.compile(optimizer=optimizer, loss=loss, metrics=metrics, precision=config.train.precision)
     model.metadata = task.metadata(data)
     x, y = task.fit_arrays(config, data)
-    n_val = int(len(y) * config.data.validation_split)
+    n_samples = len(x) if y is None else len(y)  # y is None when x is an ArrayData (e.g. sampled per epoch)
+    n_val = int(n_samples * config.data.validation_split)
     config = _resolved(config, optimizer, n_val > 0)
-    _say(quiet, f"ember train: {config.task} on {data.source} ({len(y) - n_val:,} training / {n_val:,} validation / "
-                f"{len(data.y_test):,} test samples), model {config.model.name or 'from model.layers'} "
+    _say(quiet, f"ember train: {config.task} on {data.source} ({n_samples - n_val:,} training / {n_val:,} validation / "
+                f"{task.test_size(data):,} test samples), model {config.model.name or 'from model.layers'} "
                 f"({model.count_params():,} weights), {config.train.epochs} epochs -> {run_dir}")
     with staged(run_dir, overwrite, keep) as staging:
         (staging / "config.yaml").write_text(config_lib.to_yaml(config))
-        callbacks = build_callbacks(config, task.metrics, staging, n_val > 0, quiet)
+        callbacks = build_callbacks(config, metrics, staging, n_val > 0, quiet)
         started = time.perf_counter()
         model.fit(x, y, batch_size=config.train.batch_size, epochs=config.train.epochs, verbose=0,
                   validation_split=config.data.validation_split if n_val else 0.0, callbacks=callbacks)
@@ -238,7 +240,7 @@ def train(config_path=None, *, overrides=(), out=None, overwrite=False, quiet=Fa
             sections = task.report_sections(staging, data, metrics, details, config)
             stopped = next((c for c in callbacks if isinstance(c, callbacks_lib.EarlyStopping)), None)
             write_report(staging, config, model, data, metrics, history, seconds, sections,
-                         trained_on=len(y) - n_val, early_stop=stopped)
+                         trained_on=n_samples - n_val, early_stop=stopped)
     _say(quiet, task.summary_line(metrics), f"run saved to {run_dir}")
     return run_dir
 
@@ -337,6 +339,16 @@ def predict(model_path, inputs, *, top_k=3) -> list[dict]:
     if task_name is None:
         raise EmberError(f"{model_path}: the model file names no task; train it with `ember train`")
     return get_task(task_name).predict(model, list(inputs), top_k=top_k)
+
+
+def recommend(model_path, user: int, *, k: int = 10) -> dict:
+    """`ember recommend`: the k best items for `user` that they have not rated (popular items if unknown)."""
+    model = models.load_model(model_path)
+    if model.metadata.get("task") != "recommendation":
+        raise EmberError(f"{model_path}: not a recommender (task {model.metadata.get('task')!r}); train one with "
+                         "a recommendation config, e.g. configs/ml100k_mf.yaml")
+    from ember.tasks import recommendation
+    return recommendation.recommend(model, user, k)
 
 
 def print_metrics(metrics: dict, stream=None) -> None:

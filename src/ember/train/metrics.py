@@ -66,6 +66,19 @@ class MeanMetricWrapper(Metric):
         return self.fn(y_true, y_pred, **self.kwargs)
 
 
+class RootMeanSquaredError(Metric):
+    """sqrt(mean((y_true - y_pred)**2)) over every sample seen, not a mean of per-batch roots (Keras's)."""
+
+    def __init__(self, name: str = "root_mean_squared_error"):
+        super().__init__(name)
+
+    def values(self, y_true, y_pred):
+        return losses_lib.MeanSquaredError().call(y_true, y_pred)
+
+    def result(self) -> torch.Tensor:
+        return super().result().sqrt()
+
+
 def sparse_categorical_accuracy(y_true, y_pred):
     if y_true.dim() == y_pred.dim():
         y_true = y_true.squeeze(-1)
@@ -158,11 +171,13 @@ def get(identifier, loss=None) -> Metric:
         return identifier
     if identifier in ("accuracy", "acc"):
         return MeanMetricWrapper(_ACCURACY_FOR_LOSS.get(type(loss), _generic_accuracy), identifier)
+    if identifier in ("root_mean_squared_error", "rmse"):
+        return RootMeanSquaredError(identifier)
     if isinstance(identifier, str):
         try:
             return MeanMetricWrapper(METRICS[identifier], identifier)
         except KeyError:
-            known = ", ".join(sorted(["accuracy", *METRICS]))
+            known = ", ".join(sorted(["accuracy", "root_mean_squared_error", *METRICS]))
             raise ValueError(f"unknown metric {identifier!r}; known: {known}") from None
     if callable(identifier):
         return MeanMetricWrapper(identifier, getattr(identifier, "__name__", "metric"))

@@ -1,0 +1,73 @@
+"""Weight penalties by Keras's names: `Embedding(..., embeddings_regularizer="l2")`, `Dense(..., kernel_regularizer=L2(1e-4))`.
+
+A layer lists its penalized weights in `self.regularizers` ({parameter name: regularizer}); the model
+adds `penalties(model)` to the training loss, as Keras adds `model.losses`.
+"""
+import torch
+from torch import nn
+
+
+class L1L2:
+    """`l1 * sum(|w|) + l2 * sum(w**2)` (Keras's defaults: 0.01 for a named "l1" or "l2")."""
+
+    def __init__(self, l1=0.0, l2=0.0):
+        self.l1, self.l2 = float(l1), float(l2)
+        if self.l1 < 0 or self.l2 < 0:
+            raise ValueError(f"regularization factors must be >= 0, got l1={l1}, l2={l2}")
+
+    def __call__(self, weight: torch.Tensor) -> torch.Tensor:
+        penalty = weight.new_zeros(())
+        if self.l1:
+            penalty = penalty + self.l1 * weight.abs().sum()
+        if self.l2:
+            penalty = penalty + self.l2 * weight.square().sum()
+        return penalty
+
+    def get_config(self) -> dict:
+        return {"l1": self.l1, "l2": self.l2}
+
+
+def L1(l1=0.01) -> L1L2:
+    return L1L2(l1=l1)
+
+
+def L2(l2=0.01) -> L1L2:
+    return L1L2(l2=l2)
+
+
+NAMES = {"l1": L1, "l2": L2, "l1_l2": lambda: L1L2(0.01, 0.01)}
+
+
+def get(identifier) -> L1L2 | None:
+    """None, a name ("l1", "l2", "l1_l2"), a config dict ({"l1": 0, "l2": 1e-4}) or a regularizer."""
+    if identifier is None or isinstance(identifier, L1L2):
+        return identifier
+    if isinstance(identifier, str):
+        if identifier.lower() not in NAMES:
+            raise ValueError(f"unknown regularizer {identifier!r}; known: {', '.join(NAMES)}")
+        return NAMES[identifier.lower()]()
+    if isinstance(identifier, dict):
+        config = identifier.get("config", identifier)
+        unknown = set(config) - {"l1", "l2"}
+        if unknown:
+            raise ValueError(f"a regularizer takes l1 and l2, got {sorted(unknown)}")
+        return L1L2(**config)
+    raise TypeError(f"a regularizer is a name, a dict of l1/l2 or L1L2, got {type(identifier).__name__}")
+
+
+def serialize(regularizer: L1L2 | None) -> dict | None:
+    return None if regularizer is None else regularizer.get_config()
+
+
+def penalties(model: nn.Module) -> list[tuple[torch.Tensor, L1L2]]:
+    """(weight, regularizer) for every penalized weight in `model`, found once after it is built."""
+    found = []
+    for module in model.modules():
+        for attribute, regularizer in (getattr(module, "regularizers", None) or {}).items():
+            if regularizer is not None:
+                found.append((module.get_parameter(attribute), regularizer))
+    return found
+
+
+def total_penalty(found: list[tuple[torch.Tensor, L1L2]]) -> torch.Tensor:
+    return sum(regularizer(weight) for weight, regularizer in found)

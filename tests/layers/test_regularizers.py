@@ -1,0 +1,53 @@
+"""Keras-style weight penalties: their values, their configs, and that training adds them to the loss."""
+import numpy as np
+import pytest
+import torch
+
+from ember import layers, models
+from ember.layers import regularizers
+from tests.conftest import assert_close
+
+
+def test_penalty_values_match_their_formulas():
+    w = torch.tensor([[1.0, -2.0], [0.5, 0.0]])
+    assert_close(regularizers.L2(0.1)(w), 0.1 * (1 + 4 + 0.25))
+    assert_close(regularizers.L1(0.1)(w), 0.1 * 3.5)
+    assert_close(regularizers.get("l1_l2")(w), 0.01 * 3.5 + 0.01 * 5.25)
+    assert regularizers.get("l2").l2 == 0.01  # Keras's default factor
+
+
+@pytest.mark.parametrize("bad, error", [("l3", ValueError), ({"l2": 1, "l4": 2}, ValueError), (3, TypeError),
+                                        ({"l2": -1.0}, ValueError)])
+def test_bad_regularizers_are_refused(bad, error):
+    with pytest.raises(error):
+        regularizers.get(bad)
+
+
+def test_layer_configs_carry_their_regularizers():
+    dense = layers.Dense(3, kernel_regularizer=regularizers.L2(1e-3), bias_regularizer="l1")
+    embedding = layers.Embedding(10, 4, embeddings_regularizer={"l2": 1e-4})
+    for layer in (dense, embedding):
+        clone = type(layer).from_config(layer.get_config())
+        assert clone.get_config() == layer.get_config()
+    assert dense.get_config()["kernel_regularizer"] == {"l1": 0.0, "l2": 1e-3}
+    assert embedding.get_config()["embeddings_regularizer"] == {"l1": 0.0, "l2": 1e-4}
+
+
+def test_the_training_loss_adds_the_penalties_as_keras_model_losses():
+    model = models.Sequential([layers.Embedding(6, 3, embeddings_regularizer={"l2": 0.5}), layers.Flatten(),
+                               layers.Dense(1, kernel_regularizer={"l1": 0.25})])
+    model.compile("sgd", "mse")
+    x, y = np.array([[1, 2], [3, 4]]), np.array([[1.0], [2.0]], dtype="float32")
+    model.build((None, 2))
+    with torch.no_grad():
+        mse = ((model(torch.as_tensor(x)) - torch.as_tensor(y)) ** 2).mean()
+        penalty = 0.5 * model.layers[0].embeddings.square().sum() + 0.25 * model.layers[2].linear.weight.abs().sum()
+    assert len(model.losses) == 2
+    assert_close(sum(model.losses), penalty)
+    assert_close(model.evaluate(x, y, verbose=0), mse + penalty)
+
+
+def test_a_model_without_regularizers_has_no_penalties():
+    model = models.Sequential([layers.Dense(2, input_shape=(3,))])
+    model.compile("sgd", "mse")
+    assert model.losses == []
