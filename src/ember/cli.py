@@ -42,15 +42,23 @@ def _evaluate(args):
         print(f"largest difference from {saved}: {runner.compare(metrics, saved):.3g}")
 
 
-def _predict(args):
-    from ember.tasks import runner
-    results = runner.predict(args.model, args.inputs, top_k=args.top_k)
-    if args.json:
+def _print_top_k(results: list[dict], as_json: bool) -> None:
+    if as_json:
         print(json.dumps(results, indent=2))
         return
     for result in results:
         best = "  ".join(f"{p['label']} {p['probability']:.3f}" for p in result["predictions"])
         print(f"{result['input']}: {best}")
+
+
+def _predict(args):
+    from ember.tasks import runner
+    _print_top_k(runner.predict(args.model, args.inputs, top_k=args.top_k), args.json)
+
+
+def _transcribe(args):
+    from ember.tasks import runner
+    _print_top_k(runner.transcribe(args.model, args.files, top_k=args.top_k), args.json)
 
 
 def _recommend(args):
@@ -117,6 +125,13 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--top-k", type=_positive, default=3)
     predict.add_argument("--json", action="store_true", help="print machine-readable JSON")
     predict.set_defaults(handler=_predict)
+
+    transcribe = commands.add_parser("transcribe", help="what is said in .wav files (audio models)")
+    transcribe.add_argument("model", metavar="MODEL", help="a model.ember trained with an audio config")
+    transcribe.add_argument("files", nargs="+", metavar="FILE.wav")
+    transcribe.add_argument("--top-k", type=_positive, default=1)
+    transcribe.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    transcribe.set_defaults(handler=_transcribe)
 
     recommend = commands.add_parser("recommend", help="the best unrated items for a user (recommendation models)")
     recommend.add_argument("model", metavar="MODEL", help="a model.ember trained with a recommendation config")

@@ -1,6 +1,7 @@
 """Keras-named layers as torch.nn.Modules: `from ember import layers; layers.Dense(10)`."""
 from ember.layers.activations import ACTIVATIONS
 from ember.layers.attention import MultiHeadAttention
+from ember.layers.audio import MFCC, MelSpectrogram, SpecAugment
 from ember.layers.base import Layer
 from ember.layers.blocks import ResidualBlock
 from ember.layers.collaborative import MatrixFactorization, NeuMF
@@ -23,7 +24,7 @@ LAYERS: dict[str, type[Layer]] = {cls.__name__: cls for cls in (
     GlobalAveragePooling2D, GlobalMaxPooling1D, GlobalMaxPooling2D, BatchNormalization,
     ResidualBlock, Embedding, SimpleRNN, LSTM, GRU, Bidirectional, TextVectorization,
     LayerNormalization, MultiHeadAttention, PositionalEmbedding, TransformerEncoder, TransformerDecoder,
-    TimeDistributed, MatrixFactorization, NeuMF,
+    TimeDistributed, MatrixFactorization, NeuMF, MelSpectrogram, MFCC, SpecAugment,
 )}
 
 # Keras's aliases

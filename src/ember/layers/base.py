@@ -31,6 +31,15 @@ def shape_without_batch(shape) -> tuple:
     return (None, *tuple(shape)[1:])
 
 
+def saved_buffers(module: nn.Module):
+    """Floating-point buffers that are saved with the weights (moving statistics), not constants a layer
+    recomputes from its config (a mel filterbank, a window)."""
+    for sub in module.modules():
+        for name, buffer in sub.named_buffers(recurse=False):
+            if name not in sub._non_persistent_buffers_set and buffer.is_floating_point():
+                yield buffer
+
+
 class Layer(nn.Module):
     """Base of every ember layer.
 
@@ -97,8 +106,7 @@ class Layer(nn.Module):
 
     def count_params(self) -> int:
         """Weights as Keras counts them: parameters plus non-trainable state such as moving statistics."""
-        buffers = (b for b in self.buffers() if b.is_floating_point())
-        return sum(p.numel() for p in itertools.chain(self.parameters(), buffers))
+        return sum(p.numel() for p in itertools.chain(self.parameters(), saved_buffers(self)))
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}"

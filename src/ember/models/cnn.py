@@ -35,3 +35,26 @@ def resnet_small(input_shape=(28, 28, 1), num_classes=10, widths=(16, 32, 64), b
     model.add(layers.GlobalAveragePooling2D())
     model.add(layers.Dense(num_classes, activation="softmax"))
     return model
+
+
+@register_model("audio_cnn")
+def audio_cnn(input_length=8000, num_classes=10, sampling_rate=8000, fft_length=256, sequence_stride=80,
+              num_mel_bins=40, spec_augment=True, widths=(32, 64, 64), dense_units=64, dropout=0.3) -> Sequential:
+    """Waveforms in: log-mel spectrogram (inside the model), input normalization, SpecAugment while training,
+    then Conv2D/batch-norm/max-pooling stages over (mel bins, frames), Dense, dropout and softmax."""
+    model = Sequential([
+        layers.MelSpectrogram(fft_length=fft_length, sequence_stride=sequence_stride, sampling_rate=sampling_rate,
+                              num_mel_bins=num_mel_bins, input_shape=(int(input_length),)),
+        layers.Reshape((num_mel_bins, -1, 1)),
+        layers.BatchNormalization(momentum=0.9),
+        *([layers.SpecAugment(freq_mask_param=num_mel_bins // 8, time_mask_param=10)] if spec_augment else []),
+    ], name="audio_cnn")
+    for width in widths:
+        model.add(layers.Conv2D(width, 3, padding="same", activation="relu"))
+        model.add(layers.BatchNormalization(momentum=0.9))
+        model.add(layers.MaxPooling2D(2))
+    model.add(layers.Flatten())
+    model.add(layers.Dense(dense_units, activation="relu"))
+    model.add(layers.Dropout(dropout))
+    model.add(layers.Dense(num_classes, activation="softmax"))
+    return model

@@ -1,5 +1,6 @@
 """`Model.summary()`: the layer table Keras prints, with output shapes and parameter counts."""
 from torch import nn
+from ember.layers.base import saved_buffers
 
 _WIDTHS = (33, 24, 15)
 
@@ -30,7 +31,7 @@ def _shape(layer) -> str:
 def _count(module: nn.Module) -> tuple[int, int]:
     trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
     frozen = sum(p.numel() for p in module.parameters() if not p.requires_grad)
-    frozen += sum(b.numel() for b in module.buffers() if b.is_floating_point())
+    frozen += sum(b.numel() for b in saved_buffers(module))
     return trainable, frozen
 
 

@@ -12,6 +12,7 @@ TASKS: dict[str, str] = {
     "image_classification": "ember.tasks.image_classification",
     "text_classification": "ember.tasks.text_classification",
     "recommendation": "ember.tasks.recommendation",
+    "audio_classification": "ember.tasks.audio_classification",
 }
 
 
