@@ -78,9 +78,10 @@ def test_implicit_feedback_refuses_a_validation_split():
 
 @pytest.mark.slow
 def test_ncf_config_ranks_held_out_interactions(tmp_path, ember_data):
-    """Guard below the measured HR@10 0.667 / NDCG@10 0.386 (943 users: one user is 0.001 of HR)."""
+    """The issue's targets; measured HR@10 0.680 / NDCG@10 0.395 on seed 0 (0.667-0.682 / 0.389-0.395 over
+    seeds 0-3; 943 users, so one user is 0.001 of HR)."""
     run = runner.train(NCF, out=tmp_path / "ncf", quiet=True)
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["test_users"] == 943
-    assert metrics["test_hr@10"] >= 0.64 and metrics["test_ndcg@10"] >= 0.37
+    assert metrics["test_hr@10"] >= 0.65 and metrics["test_ndcg@10"] >= 0.38
     assert metrics["test_recall@10"] > 0.05

@@ -212,8 +212,8 @@ class Recommendation:
     def fit_arrays(self, config: Config, data: Interactions):
         if data.feedback == "explicit":
             return data.x_train, data.y_train
-        seed = config.train.seed if config.train.seed is not None else None
-        return NegativeSampling(data.x_train, data.num_items, negatives=config.data.negatives, seed=seed), None
+        return NegativeSampling(data.x_train, data.num_items, negatives=config.data.negatives,
+                                seed=config.train.seed), None
 
     def metadata(self, data: Interactions) -> dict:
         return {"task": self.name, "feedback": data.feedback, "protocol": data.protocol, "titles": data.titles,
