@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from ember.data.interactions import NegativeSampling, leave_one_out, pair_codes, sample_unseen
+from ember.data.interactions import NegativeSampling, leave_one_out, pair_codes, ranking_candidates, sample_unseen
 
 
 def test_leave_one_out_holds_out_each_users_latest_interaction():
@@ -43,3 +43,26 @@ def test_negative_sampling_refuses_a_validation_split_and_bad_shapes():
         data.split(0.1)
     with pytest.raises(ValueError, match="shape"):
         NegativeSampling(np.array([1, 2, 3]), num_items=5)
+
+
+def test_ranking_candidates_are_distinct_and_never_seen():
+    rng = np.random.default_rng(0)
+    pairs = np.array([[u, i] for u in range(1, 21) for i in rng.choice(np.arange(1, 200), 30, replace=False)])
+    held_out = np.arange(0, len(pairs), 30)  # the first interaction of each user
+    x = ranking_candidates(pairs, held_out, num_items=200, negatives=99, seed=3)
+    assert x.shape == (20, 100, 2)
+    assert (x[:, :, 0] == pairs[held_out, 0][:, None]).all() and (x[:, 0, 1] == pairs[held_out, 1]).all()
+    for row, user in enumerate(pairs[held_out, 0]):
+        negatives = set(x[row, 1:, 1].tolist())
+        assert len(negatives) == 99 and 0 not in negatives
+        assert not negatives & set(pairs[pairs[:, 0] == user, 1].tolist())
+    np.testing.assert_array_equal(x, ranking_candidates(pairs, held_out, num_items=200, negatives=99, seed=3))
+
+
+def test_a_user_who_has_seen_everything_is_a_clear_error():
+    pairs = torch.tensor([[1, 1], [1, 2], [2, 1]])
+    seen = torch.unique(pair_codes(pairs[:, 0], pairs[:, 1], 3))
+    with pytest.raises(ValueError, match="user 1 has interacted with all 2 items"):
+        sample_unseen(torch.tensor([2, 1]), seen, 3)
+    with pytest.raises(ValueError, match="user 2 has fewer than 2 unobserved items"):
+        ranking_candidates(pairs.numpy(), np.array([2]), num_items=3, negatives=2)

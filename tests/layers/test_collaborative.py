@@ -51,3 +51,4 @@ def test_a_recommender_saves_and_loads_with_its_regularizers(tmp_path):
     loaded = models.load_model(tmp_path / "mf.ember")
     np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
     assert len(loaded.losses) == 4  # factor and bias tables of users and items
+    assert_close(sum(loaded.losses), sum(model.losses))  # the same regularizers, not just as many

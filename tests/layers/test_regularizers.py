@@ -51,3 +51,33 @@ def test_a_model_without_regularizers_has_no_penalties():
     model = models.Sequential([layers.Dense(2, input_shape=(3,))])
     model.compile("sgd", "mse")
     assert model.losses == []
+
+
+def test_an_sgd_step_shrinks_weights_by_the_l2_gradient():
+    model = models.Sequential([layers.Dense(1, use_bias=False, kernel_regularizer={"l2": 0.1}, input_shape=(2,))])
+    model.compile(optimizer="sgd", loss="mse")
+    model.build((None, 2))
+    with torch.no_grad():
+        model.layers[0].linear.weight.copy_(torch.tensor([[1.0, -2.0]]))
+    model.train_on_batch(np.zeros((4, 2), dtype="float32"), np.zeros((4, 1), dtype="float32"))  # zero data loss
+    lr = model.optimizer.param_groups[0]["lr"]
+    assert_close(model.layers[0].linear.weight, torch.tensor([[1.0, -2.0]]) * (1 - 2 * lr * 0.1))
+
+
+def test_a_layer_added_after_training_brings_its_penalty():
+    model = models.Sequential([layers.Dense(2, input_shape=(3,))])
+    model.compile("sgd", "mse")
+    model.fit(np.ones((4, 3)), np.ones((4, 2)), verbose=0)
+    model.add(layers.Dense(1, kernel_regularizer={"l2": 100.0}))
+    loss = model.train_on_batch(np.ones((4, 3)), np.ones((4, 1)))
+    assert len(model.losses) == 1 and loss > 1.0  # the penalty (100 * sum(w**2)) dominates
+
+
+def test_fit_takes_an_array_data_without_separate_targets():
+    from ember.data import ArrayData
+    model = models.Sequential([layers.Dense(1, input_shape=(3,))])
+    model.compile("sgd", "mse")
+    data = ArrayData(np.ones((8, 3)), np.ones((8, 1)))
+    assert model.fit(data, epochs=1, verbose=0).history["loss"]
+    with pytest.raises(ValueError, match="pass y=None"):
+        model.fit(data, np.ones((8, 1)), verbose=0)

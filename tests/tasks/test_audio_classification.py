@@ -34,6 +34,13 @@ def test_a_short_run_then_transcribe_real_and_broken_files(tmp_path, ember_data)
     broken = ember("transcribe", str(run / "model.ember"), str(tmp_path / "notes.wav"))
     assert broken.returncode == 2 and "not a readable PCM WAV file" in broken.stderr
     assert "Traceback" not in broken.stderr
+    missing = ember("transcribe", str(run / "model.ember"), str(tmp_path / "missing.wav"))
+    assert missing.returncode == 2 and "missing.wav: no such audio file" in missing.stderr
+    import wave
+    with wave.open(str(tmp_path / "fast.wav"), "wb") as f:
+        f.setnchannels(1), f.setsampwidth(2), f.setframerate(16000), f.writeframes(bytes(3200))
+    fast = ember("transcribe", str(run / "model.ember"), str(tmp_path / "fast.wav"))
+    assert fast.returncode == 2 and "fast.wav: sample rate 16000 Hz, the model expects 8000 Hz" in fast.stderr
 
 
 def test_bad_split_and_non_audio_model_are_clear_errors(tmp_path):

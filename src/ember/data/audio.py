@@ -25,6 +25,7 @@ def read_wav(path) -> tuple[np.ndarray, int]:
         raise DatasetError(f"{path}: not a readable PCM WAV file ({str(e) or 'the file ends too soon'})") from None
     if width not in _DTYPES:
         raise DatasetError(f"{path}: {8 * width}-bit samples are not supported (8, 16 or 32-bit PCM)")
+    frames = frames[:len(frames) - len(frames) % (width * channels)]  # a truncated file ends mid-frame
     samples = np.frombuffer(frames, dtype=_DTYPES[width]).astype(np.float32)
     if width == 1:
         samples = (samples - 128.0) / 128.0  # 8-bit WAV is unsigned

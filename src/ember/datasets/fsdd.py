@@ -39,7 +39,7 @@ def is_available() -> bool:
 def list_recordings() -> list[tuple[Path, int, str, int]]:
     """(path, digit, speaker, index) of every recording, sorted by file name."""
     found = []
-    for path in sorted(recordings_dir().glob("*.wav")):
+    for path in sorted(recordings_dir().glob("[0-9]_*.wav")):  # not hidden files such as macOS's ._7_theo_0.wav
         match = _NAME.match(path.name)
         if match is None:
             raise DatasetError(f"{path}: not named {{digit}}_{{speaker}}_{{index}}.wav")

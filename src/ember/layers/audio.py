@@ -42,7 +42,7 @@ def mel_filterbank(*, sample_rate: int, fft_length: int, num_mel_bins: int, min_
     return weights.float()
 
 
-def power_to_db(power: torch.Tensor, *, min_power: float = 1e-10, top_db: float | None = 80.0) -> torch.Tensor:
+def to_decibels(power: torch.Tensor, *, min_power: float = 1e-10, top_db: float | None = 80.0) -> torch.Tensor:
     """10 log10(power), floored per sample at `top_db` below its loudest value (librosa's power_to_db, ref 1)."""
     db = 10.0 * torch.log10(power.clamp_min(min_power))
     if top_db is not None:
@@ -55,7 +55,7 @@ class MelSpectrogram(Layer):
     """Waveforms (batch, samples) -> mel spectrograms (batch, num_mel_bins, frames), in dB by default.
 
     A Hann-windowed STFT of `fft_length` points every `sequence_stride` samples (frames centred, zero-padded
-    at the edges), the power spectrum through a mel filterbank, then `power_to_db`.
+    at the edges), the power spectrum through a mel filterbank, then decibels (`to_decibels`, librosa's power_to_db).
 
     >>> layers.MelSpectrogram(sampling_rate=8000, fft_length=256, sequence_stride=80, num_mel_bins=40)
     """
@@ -85,7 +85,7 @@ class MelSpectrogram(Layer):
 
     def forward(self, waveforms):
         mel = torch.matmul(self.filterbank, self.power_spectrogram(waveforms))
-        return power_to_db(mel, min_power=self.min_power, top_db=self.top_db) if self.power_to_db else mel
+        return to_decibels(mel, min_power=self.min_power, top_db=self.top_db) if self.power_to_db else mel
 
     def get_config(self):
         return {**super().get_config(), "fft_length": self.fft_length, "sequence_stride": self.sequence_stride,

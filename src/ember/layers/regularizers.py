@@ -60,9 +60,11 @@ def serialize(regularizer: L1L2 | None) -> dict | None:
 
 
 def penalties(model: nn.Module) -> list[tuple[torch.Tensor, L1L2]]:
-    """(weight, regularizer) for every penalized weight in `model`, found once after it is built."""
+    """(weight, regularizer) for every penalized weight of the built layers of `model`."""
     found = []
     for module in model.modules():
+        if not getattr(module, "built", True):
+            continue  # its weights do not exist yet
         for attribute, regularizer in (getattr(module, "regularizers", None) or {}).items():
             if regularizer is not None:
                 found.append((module.get_parameter(attribute), regularizer))

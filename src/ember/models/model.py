@@ -168,9 +168,7 @@ class Model(Layer):
     @property
     def losses(self) -> list[torch.Tensor]:
         """The weight penalties of layers built with regularizers (Keras's `model.losses`), added to the loss."""
-        if self._penalties is None:
-            self._penalties = regularizers.penalties(self)
-        return [regularizer(weight) for weight, regularizer in self._penalties]
+        return [regularizer(weight) for weight, regularizer in regularizers.penalties(self)]
 
     def compute_loss_and_predictions(self, xs, y, weight):
         if self._logit_loss is not None:
@@ -183,7 +181,7 @@ class Model(Layer):
                 y_pred = self(*xs)
             y_pred = y_pred.float()
             loss, y_pred = self.loss_fn(y, y_pred, weight), y_pred.detach()
-        if self._penalties is None:
+        if self._penalties is None:  # found on the first step, once every layer is built; reset by compile and add
             self._penalties = regularizers.penalties(self)
         if self._penalties:
             loss = loss + regularizers.total_penalty(self._penalties)

@@ -121,6 +121,7 @@ class Sequential(Model):
             self._set_input(layer.declared_input_shape, "float32")
         self.layers.append(layer)
         self.built = False
+        self._penalties = None  # the new layer may carry regularizers
         if self.input_shape is not None:
             self.build((None, *self.input_shape))
 

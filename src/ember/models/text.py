@@ -15,13 +15,15 @@ def _pool(pooling: str):
 
 @register_model("bilstm_classifier")
 def bilstm_classifier(vocabulary_size=20000, num_classes=2, embedding_dim=128, units=64, dropout=0.5,
-                      input_dropout=0.0, pooling="last") -> Sequential:
+                      input_dropout=0.0, pooling="last", embedding_l2=0.0) -> Sequential:
     """Embedding (padding masked) -> Bidirectional LSTM -> dropout -> softmax: the classic Keras sentiment model.
     `input_dropout` drops embedding features for whole sequences (the LSTM's own `dropout`). `pooling`: "last"
-    (the final states, as Keras's example) or "max"/"average" over every real step's outputs."""
+    (the final states, as Keras's example) or "max"/"average" over every real step's outputs. `embedding_l2`
+    adds `embedding_l2 * sum(w**2)` over the embedding table to the loss."""
     last = pooling == "last"
     return Sequential([
-        layers.Embedding(vocabulary_size, embedding_dim, mask_zero=True),
+        layers.Embedding(vocabulary_size, embedding_dim, mask_zero=True,
+                         embeddings_regularizer={"l2": embedding_l2} if embedding_l2 else None),
         layers.Bidirectional(layers.LSTM(units, dropout=input_dropout, return_sequences=not last)),
         *([] if last else [_pool(pooling)]),
         layers.Dropout(dropout),

@@ -28,7 +28,7 @@ class Task(Protocol):
     def fit_arrays(self, config, data): ...                 # (x, y) for Model.fit; (ArrayData, None) also works
     def metadata(self, data) -> dict: ...                   # JSON saved in the model file for predict
     def evaluate(self, model, data, batch_size: int) -> tuple[dict, dict]: ...   # (metrics.json, report details)
-    def evaluation_data(self, model, data_arg: str, seed=0): ...  # test data named on the command line
+    def evaluation_data(self, model, data_arg: str): ...    # test data named on the command line
     def summary_line(self, metrics: dict) -> str: ...
     def report_sections(self, run_dir: Path, data, metrics: dict, details: dict, config) -> list[str]: ...
     def predict(self, model, inputs, top_k: int = 3) -> list[dict]: ...    # `ember predict` inputs (files, text)

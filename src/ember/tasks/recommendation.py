@@ -19,8 +19,8 @@ from pydantic import Field, model_validator
 
 from ember import datasets
 from ember.layers import Activation
-from ember.data.interactions import NegativeSampling, leave_one_out, pair_codes, sample_unseen
-from ember.errors import DatasetError, EmberError
+from ember.data.interactions import NegativeSampling, leave_one_out, ranking_candidates
+from ember.errors import DatasetError, EmberError, ModelFileError
 from ember.evaluation import ranking
 from ember.tasks.config import ConfigError, RunConfig, Section
 from ember.tasks.model_specs import ModelSpec, create_registered
@@ -93,14 +93,8 @@ def _implicit(test_negatives: int, split_seed: int) -> tuple:
     ratings = datasets.movielens.load_ratings()
     pairs = np.stack([ratings["user"], ratings["item"]], axis=1)
     train, test = leave_one_out(ratings["user"], ratings["timestamp"])
-    num_items = datasets.movielens.NUM_ITEMS + 1
-    every = torch.from_numpy(pairs)
-    seen = torch.unique(pair_codes(every[:, 0], every[:, 1], num_items))
-    users = torch.from_numpy(pairs[test, 0])
-    negatives = sample_unseen(users.repeat_interleave(test_negatives), seen, num_items,
-                              generator=torch.Generator().manual_seed(split_seed)).reshape(len(test), -1)
-    candidates = torch.cat([torch.from_numpy(pairs[test, 1])[:, None], negatives], dim=1)  # held-out item first
-    x_test = torch.stack([users[:, None].expand_as(candidates), candidates], dim=-1).numpy()
+    x_test = ranking_candidates(pairs, test, datasets.movielens.NUM_ITEMS + 1, negatives=test_negatives,
+                                seed=split_seed)
     source = (f"dataset movielens (implicit: latest interaction of each of {len(test):,} users held out, "
               f"ranked among {test_negatives} unrated items)")
     return pairs[train], None, x_test, None, source
@@ -129,14 +123,25 @@ def build_model(data: Interactions, *, name=None, args=None, layers=None):
     model = create_registered(name, args, **required)
     model._set_input((2,), "int64")  # (user, item) ids
     model.build((None, 2))
-    if data.feedback == "implicit" and model.output_activation() != "sigmoid":
+    final = model.output_activation()
+    if data.feedback == "implicit" and final != "sigmoid":
         model.add(Activation("sigmoid"))
+    elif data.feedback == "explicit" and final not in (None, "linear"):
+        raise ConfigError(f"model {name} ends in a {final!r} activation, which cannot predict 1-5 ratings; use "
+                          "matrix_factorization for explicit feedback (neumf is for implicit feedback)")
     return model
 
 
 # -- scoring -----------------------------------------------------------------------------------------
+@torch.inference_mode()
 def score_pairs(model, pairs: np.ndarray, batch_size: int = 8192) -> np.ndarray:
-    return model.predict(pairs.reshape(-1, 2), batch_size=batch_size, verbose=0).reshape(pairs.shape[:-1])
+    """Scores of (..., 2) (user, item) pairs. A model ending in a sigmoid is scored on its logits: the ranking
+    is the same, and probabilities near 1 would tie in float32."""
+    model.eval()
+    flat = torch.as_tensor(pairs.reshape(-1, 2), dtype=torch.long)
+    forward = model.forward_logits if model.output_activation() == "sigmoid" else model
+    scores = [forward(flat[i:i + batch_size].to(model.device)).float().cpu() for i in range(0, len(flat), batch_size)]
+    return torch.cat(scores).numpy().reshape(pairs.shape[:-1])
 
 
 def score_items(model, users: np.ndarray, num_items: int) -> np.ndarray:
@@ -171,19 +176,37 @@ def _rating_metrics(model, data: Interactions, batch_size: int) -> tuple[dict, d
 
 
 # -- recommending ------------------------------------------------------------------------------------
-def recommend(model, user: int, k: int = 10) -> dict:
-    """The `k` best-scored items `user` has not rated: {"user", "known", "note", "items": [{item, title, score}]}."""
+def _recommendation_metadata(model, path: str) -> tuple[list[str], dict, list[int]]:
+    """(titles, seen, popular) from the model file, checked so that a corrupt file is a one-line error."""
     meta = model.metadata
     titles, seen, popular = meta.get("titles"), meta.get("seen"), meta.get("popular")
     if not titles or seen is None or not popular:
-        raise DatasetError("the model file has no recommendation metadata (titles, rated items, popular items): "
-                           "train it with `ember train`")
-    known = str(user) in seen
-    if not known:
+        raise ModelFileError(f"{path}: the model file has no recommendation metadata (titles, rated items, popular "
+                             "items): train it with `ember train`")
+
+    def ids_ok(ids):
+        return isinstance(ids, list) and all(isinstance(i, int) and 0 < i < len(titles) for i in ids)
+    if (not isinstance(titles, list) or not all(isinstance(t, str) for t in titles) or not isinstance(seen, dict)
+            or not ids_ok(popular) or not all(ids_ok(items) for items in seen.values())):
+        raise ModelFileError(f"{path}: the model file's recommendation metadata is corrupt (item ids must index "
+                             f"its {len(titles)} titles)")
+    return titles, seen, popular
+
+
+def recommend(model, user: int, k: int = 10, *, path: str = "model") -> dict:
+    """The `k` best-scored items `user` has not rated: {"user", "known", "note", "items": [{item, title, score}]}."""
+    titles, seen, popular = _recommendation_metadata(model, path)
+    if str(user) not in seen:
         note = f"user {user} is not in the training data: showing the {k} most-rated movies"
-        items = [{"item": int(i), "title": titles[i], "score": None} for i in popular[:k]]
+        items = [{"item": i, "title": titles[i], "score": None} for i in popular[:k]]
         return {"user": user, "known": False, "note": note, "items": items}
-    scores = score_items(model, np.array([user]), len(titles))[0]
+    try:
+        scores = score_items(model, np.array([user]), len(titles))[0]
+    except (IndexError, RuntimeError) as e:
+        raise ModelFileError(f"{path}: the model cannot score the file's {len(titles)} items for user {user} "
+                             f"({str(e).splitlines()[0]})") from None
+    if model.output_activation() == "sigmoid":
+        scores = 1 / (1 + np.exp(-scores))  # shown as probabilities
     scores[seen[str(user)]] = -np.inf
     best = np.argsort(-scores, kind="stable")[:k]
     items = [{"item": int(i), "title": titles[i], "score": float(scores[i])} for i in best if np.isfinite(scores[i])]
@@ -226,9 +249,11 @@ class Recommendation:
         if not isinstance(protocol, dict) or protocol.get("feedback") not in ("explicit", "implicit"):
             raise DatasetError("the model file does not say which data it was trained on: train it with `ember train`")
         try:
-            return load_data(**protocol)
-        except TypeError as e:
-            raise DatasetError(f"the model file's data protocol {protocol} is unusable: {e}") from None
+            return load_data(**Data(**protocol, validation_split=0).model_dump(
+                include={"feedback", "split", "test_negatives", "split_seed"}))
+        except (TypeError, ValueError) as e:
+            raise DatasetError(f"the model file's data protocol {protocol} is unusable: "
+                               f"{str(e).splitlines()[0]}") from None
 
     def evaluate(self, model, data: Interactions, batch_size: int) -> tuple[dict, dict]:
         if data.feedback == "explicit":
@@ -260,7 +285,8 @@ def _error_by_rating(ratings: np.ndarray, error: np.ndarray) -> str:
 
 
 def _rank_table(ranks: np.ndarray, candidates: int) -> str:
-    edges = [(0, 1), (1, 5), (5, 10), (10, 20), (20, 50), (50, candidates + 1)]
+    edges = [(lo, min(hi, candidates + 1)) for lo, hi in ((0, 1), (1, 5), (5, 10), (10, 20), (20, 50),
+                                                        (50, candidates + 1)) if lo < candidates + 1]
     rows = "\n".join(f"| {lo + 1}-{hi} | {np.sum((ranks >= lo) & (ranks < hi)):,} | "
                      f"{np.mean((ranks >= lo) & (ranks < hi)):.3f} |" for lo, hi in edges)
     return (f"## Where the held-out item ranks\n\nEach user's latest interaction ranked among {candidates} "

@@ -357,7 +357,7 @@ def recommend(model_path, user: int, *, k: int = 10) -> dict:
         raise EmberError(f"{model_path}: not a recommender (task {model.metadata.get('task')!r}); train one with "
                          "a recommendation config, e.g. configs/ml100k_mf.yaml")
     from ember.tasks import recommendation
-    return recommendation.recommend(model, user, k)
+    return recommendation.recommend(model, user, k, path=str(model_path))
 
 
 def print_metrics(metrics: dict, stream=None) -> None:
