@@ -132,12 +132,12 @@ def test_text_config_mistakes_are_one_line(tmp_path, reviews):
     assert not (tmp_path / "run").exists()
 
 
-# Issue 4 asks 0.82 (BiLSTM) and 0.80 (Transformer); with seed 0 they measure 0.8028 and 0.8050 (about 100 s and
-# 90 s on 2 cores). The guards sit just below those figures: other CPUs round differently, and 872 texts move in
-# steps of 0.0011.
+# Issue 4 asks 0.82 (BiLSTM) and 0.80 (Transformer); with seed 0 they measure 0.8303 and 0.8050 (about 105 s and
+# 90 s on 2 cores; the BiLSTM gives 0.813 and 0.829 with seeds 1 and 2). The guards sit below those figures: other
+# CPUs round differently, and 872 texts move in steps of 0.0011.
 @pytest.mark.slow
 @pytest.mark.data
-@pytest.mark.parametrize("config, guard", [("sst2_bilstm.yaml", 0.79), ("sst2_transformer.yaml", 0.79)])
+@pytest.mark.parametrize("config, guard", [("sst2_bilstm.yaml", 0.81), ("sst2_transformer.yaml", 0.79)])
 def test_sst2_configs_guard_their_dev_accuracy(tmp_path, ember_data, config, guard):
     run = tmp_path / "sst2"
     result = ember("train", str(ROOT / "configs" / config), "--out", str(run), env={"EMBER_DATA": str(ember_data)})
