@@ -12,18 +12,20 @@ import torch.nn.functional as F
 from ember.layers.base import Layer
 
 
+# Slaney's mel scale: linear (200/3 Hz per mel) below 1 kHz, logarithmic (27 mels per factor 6.4) above
+_HZ_PER_MEL, _LOG_START_HZ = 200.0 / 3, 1000.0
+_LOG_START_MEL, _LOG_STEP = _LOG_START_HZ / _HZ_PER_MEL, math.log(6.4) / 27.0
+
+
 def hz_to_mel(hz: torch.Tensor) -> torch.Tensor:
     """Slaney's mel scale: linear below 1 kHz, logarithmic above."""
-    f_sp, min_log_hz = 200.0 / 3, 1000.0
-    min_log_mel, logstep = min_log_hz / f_sp, math.log(6.4) / 27.0
-    return torch.where(hz >= min_log_hz, min_log_mel + torch.log(hz.clamp_min(1e-10) / min_log_hz) / logstep,
-                       hz / f_sp)
+    return torch.where(hz >= _LOG_START_HZ,
+                       _LOG_START_MEL + torch.log(hz.clamp_min(1e-10) / _LOG_START_HZ) / _LOG_STEP, hz / _HZ_PER_MEL)
 
 
 def mel_to_hz(mel: torch.Tensor) -> torch.Tensor:
-    f_sp, min_log_hz = 200.0 / 3, 1000.0
-    min_log_mel, logstep = min_log_hz / f_sp, math.log(6.4) / 27.0
-    return torch.where(mel >= min_log_mel, min_log_hz * torch.exp(logstep * (mel - min_log_mel)), f_sp * mel)
+    return torch.where(mel >= _LOG_START_MEL, _LOG_START_HZ * torch.exp(_LOG_STEP * (mel - _LOG_START_MEL)),
+                       _HZ_PER_MEL * mel)
 
 
 def mel_filterbank(*, sample_rate: int, fft_length: int, num_mel_bins: int, min_freq: float = 0.0,

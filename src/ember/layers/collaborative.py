@@ -11,6 +11,10 @@ from ember.layers.core import Dense, Dropout
 from ember.layers.embedding import Embedding
 
 
+def _table(rows: int, width: int, initializer, regularizer) -> Embedding:
+    return Embedding(rows, width, embeddings_initializer=initializer, embeddings_regularizer=regularizer)
+
+
 def _split_ids(ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     ids = ids.long()
     return ids[:, 0], ids[:, 1]
@@ -35,14 +39,11 @@ class MatrixFactorization(Layer):
         self.bias_regularizer = regularizers.serialize(regularizers.get(bias_regularizer))
 
     def build(self, input_shape):
-        def table(rows, width, initializer, regularizer):
-            return Embedding(rows, width, embeddings_initializer=initializer, embeddings_regularizer=regularizer)
-        self.user_factors = table(self.num_users, self.factors, self.embeddings_initializer,
-                                  self.embeddings_regularizer)
-        self.item_factors = table(self.num_items, self.factors, self.embeddings_initializer,
-                                  self.embeddings_regularizer)
-        self.user_bias = table(self.num_users, 1, "zeros", self.bias_regularizer)
-        self.item_bias = table(self.num_items, 1, "zeros", self.bias_regularizer)
+        init, regularizer = self.embeddings_initializer, self.embeddings_regularizer
+        self.user_factors = _table(self.num_users, self.factors, init, regularizer)
+        self.item_factors = _table(self.num_items, self.factors, init, regularizer)
+        self.user_bias = _table(self.num_users, 1, "zeros", self.bias_regularizer)
+        self.item_bias = _table(self.num_items, 1, "zeros", self.bias_regularizer)
         self.offset = nn.Parameter(torch.tensor([self.global_mean]))
 
     def forward(self, ids):
@@ -79,8 +80,7 @@ class NeuMF(Layer):
 
     def build(self, input_shape):
         def table(rows, width):
-            return Embedding(rows, width, embeddings_initializer=self.embeddings_initializer,
-                             embeddings_regularizer=self.embeddings_regularizer)
+            return _table(rows, width, self.embeddings_initializer, self.embeddings_regularizer)
         half = self.mlp_units[0] // 2
         self.gmf_user, self.gmf_item = table(self.num_users, self.factors), table(self.num_items, self.factors)
         self.mlp_user, self.mlp_item = table(self.num_users, half), table(self.num_items, half)

@@ -341,21 +341,26 @@ def predict(model_path, inputs, *, top_k=3) -> list[dict]:
     return get_task(task_name).predict(model, list(inputs), top_k=top_k)
 
 
+def _load_for(model_path, task_name: str, what: str, example: str):
+    """The model in `model_path`, refused unless a `task_name` run wrote it."""
+    model = models.load_model(model_path)
+    if model.metadata.get("task") != task_name:
+        raise EmberError(f"{model_path}: not {what} (task {model.metadata.get('task')!r}); train one with "
+                         f"{example}")
+    return model
+
+
 def transcribe(model_path, files, *, top_k: int = 1) -> list[dict]:
     """`ember transcribe`: the most probable classes of each audio file."""
-    model = models.load_model(model_path)
-    if model.metadata.get("task") != "audio_classification":
-        raise EmberError(f"{model_path}: not an audio model (task {model.metadata.get('task')!r}); train one with "
-                         "an audio config, e.g. configs/fsdd_cnn.yaml")
+    model = _load_for(model_path, "audio_classification", "an audio model",
+                      "an audio config, e.g. configs/fsdd_cnn.yaml")
     return get_task("audio_classification").predict(model, list(files), top_k=top_k)
 
 
 def recommend(model_path, user: int, *, k: int = 10) -> dict:
     """`ember recommend`: the k best items for `user` that they have not rated (popular items if unknown)."""
-    model = models.load_model(model_path)
-    if model.metadata.get("task") != "recommendation":
-        raise EmberError(f"{model_path}: not a recommender (task {model.metadata.get('task')!r}); train one with "
-                         "a recommendation config, e.g. configs/ml100k_mf.yaml")
+    model = _load_for(model_path, "recommendation", "a recommender",
+                      "a recommendation config, e.g. configs/ml100k_mf.yaml")
     from ember.tasks import recommendation
     return recommendation.recommend(model, user, k, path=str(model_path))
 
