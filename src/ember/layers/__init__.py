@@ -9,7 +9,8 @@ from ember.layers.conv import Conv1D, Conv2D
 from ember.layers.embedding import Embedding
 from ember.layers.recurrent import GRU, LSTM, Bidirectional, SimpleRNN
 from ember.layers.text import TextVectorization
-from ember.layers.transformer import PositionalEmbedding, TransformerDecoder, TransformerEncoder
+from ember.layers.transformer import (PositionalEmbedding, SinePositionEncoding, TransformerDecoder,
+                                      TransformerEncoder)
 from ember.layers.core import (Activation, Dense, Dropout, Flatten, Input, InputLayer, Rescaling, Reshape,
                               TimeDistributed)
 from ember.layers.normalization import BatchNormalization, LayerNormalization
@@ -23,7 +24,8 @@ LAYERS: dict[str, type[Layer]] = {cls.__name__: cls for cls in (
     MaxPooling1D, MaxPooling2D, AveragePooling1D, AveragePooling2D, GlobalAveragePooling1D,
     GlobalAveragePooling2D, GlobalMaxPooling1D, GlobalMaxPooling2D, BatchNormalization,
     ResidualBlock, Embedding, SimpleRNN, LSTM, GRU, Bidirectional, TextVectorization,
-    LayerNormalization, MultiHeadAttention, PositionalEmbedding, TransformerEncoder, TransformerDecoder,
+    LayerNormalization, MultiHeadAttention, PositionalEmbedding, SinePositionEncoding, TransformerEncoder,
+    TransformerDecoder,
     TimeDistributed, MatrixFactorization, NeuMF, MelSpectrogram, MFCC, SpecAugment,
 )}
 

@@ -3,6 +3,9 @@
 Masks are booleans, True where attention is allowed (Keras's convention): `attention_mask` is (batch, T, S);
 `query_mask`/`value_mask`/`key_mask` are (batch, T) or (batch, S) padding masks; `use_causal_mask` lets step t
 see steps <= t only. A query that may attend to nothing (all its keys masked) gets zeros from the attention.
+
+For decoding one step at a time, pass a `KVCache`: the keys and values of earlier steps are kept there
+instead of being computed again from the whole prefix.
 """
 import math
 
@@ -63,6 +66,27 @@ def combine_masks(*, query_mask=None, key_mask=None, attention_mask=None, causal
     return mask
 
 
+class KVCache:
+    """Keys and values a MultiHeadAttention computed, (batch, heads, steps, head_dim) each, kept between calls.
+
+    `static=False` (causal self-attention): each call appends the keys and values of its new query steps.
+    `static=True` (cross-attention to a fixed sequence): the first call computes them, later calls reuse them.
+
+    >>> cache = KVCache(); out = attention(x_t, x_t, cache=cache, use_causal_mask=True)   # x_t: the new step
+    """
+
+    def __init__(self, static: bool = False):
+        self.static, self.key, self.value = static, None, None
+
+    def __len__(self) -> int:
+        return 0 if self.key is None else self.key.shape[2]
+
+    def reorder(self, index: torch.Tensor) -> None:
+        """Keep the batch rows `index` (beam search follows its surviving hypotheses this way)."""
+        if self.key is not None:
+            self.key, self.value = self.key.index_select(0, index), self.value.index_select(0, index)
+
+
 class MultiHeadAttention(Layer):
     """Multi-head attention (Vaswani et al. 2017): project query, key and value into `num_heads` heads of
     `key_dim`, attend, concatenate, project back to the query's features (or `output_shape`).
@@ -101,20 +125,37 @@ class MultiHeadAttention(Layer):
         """(batch, steps, features) -> (batch, heads, steps, head_dim)"""
         return dense(x).unflatten(-1, (self.num_heads, head_dim)).transpose(1, 2)
 
-    def forward(self, query, value, key=None, query_mask=None, value_mask=None, key_mask=None, attention_mask=None,
-                return_attention_scores=False, training=None, use_causal_mask=False):
-        key = value if key is None else key
-        key_mask = key_mask if key_mask is not None else value_mask
-        causal = causal_mask(query.shape[1], key.shape[1], query.device) if use_causal_mask else None
-        mask = combine_masks(key_mask=key_mask, attention_mask=attention_mask, causal=causal)
-        q = self._heads(query, self.query_dense, self.key_dim)
+    def _keys_and_values(self, key, value, cache: KVCache | None):
+        if cache is not None and cache.static and cache.key is not None:
+            return cache.key, cache.value
         k = self._heads(key, self.key_dense, self.key_dim)
         v = self._heads(value, self.value_dense, self.value_dim)
+        if cache is not None:
+            if cache.key is not None:  # earlier steps first: the new queries come last
+                k, v = torch.cat([cache.key, k], dim=2), torch.cat([cache.value, v], dim=2)
+            cache.key, cache.value = k, v
+        return k, v
+
+    def forward(self, query, value, key=None, query_mask=None, value_mask=None, key_mask=None, attention_mask=None,
+                return_attention_scores=False, training=None, use_causal_mask=False, cache: KVCache | None = None):
+        key = value if key is None else key
+        key_mask = key_mask if key_mask is not None else value_mask
+        q = self._heads(query, self.query_dense, self.key_dim)
+        k, v = self._keys_and_values(key, value, cache)
+        steps, key_steps = q.shape[2], k.shape[2]
+        # one new step may see every cached one; a square causal mask without others is SDPA's is_causal
+        causal = use_causal_mask and steps > 1
+        fused_causal = causal and steps == key_steps and key_mask is None and attention_mask is None
+        causal = causal_mask(steps, key_steps, query.device) if causal and not fused_causal else None
+        mask = combine_masks(key_mask=key_mask, attention_mask=attention_mask, causal=causal)
         dropout = self.dropout if self.training else 0.0
         if return_attention_scores:
+            if fused_causal:
+                mask = causal_mask(steps, key_steps, query.device)
             attended, scores = self._attend_with_scores(q, k, v, mask, dropout)
         else:
-            attended = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+            attended = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout,
+                                                      is_causal=fused_causal)
         out = self.output_dense(attended.transpose(1, 2).flatten(2))
         return (out, scores) if return_attention_scores else out
 

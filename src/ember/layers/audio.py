@@ -7,7 +7,6 @@ area normalization); tests compare it and the spectrogram with librosa.
 import math
 
 import torch
-import torch.nn.functional as F
 
 from ember.layers.base import Layer
 

@@ -79,24 +79,36 @@ class _RNN(Layer):
         keep = torch.empty((x.shape[0], 1, x.shape[2]), device=x.device, dtype=x.dtype).bernoulli_(1 - self.dropout)
         return x * keep / (1 - self.dropout)
 
-    def run(self, x, lengths):
+    def run(self, x, lengths, initial=None):
         """(sequence outputs, final states) of the torch RNN, packed when `lengths` is given (then the
         outputs are None unless `return_sequences`: nothing reads them, and unpacking is a padded copy)."""
         if lengths is None:
-            return self.rnn(x)
+            return self.rnn(x, initial)
         packed = pack_padded_sequence(x, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
-        out, states = self.rnn(packed)
+        out, states = self.rnn(packed, initial)
         if not self.return_sequences:
             return None, states
         out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
         return out, states
 
-    def forward(self, x, mask=None):
+    def _initial(self, initial_state):
+        """Keras's `initial_state` (a list of (batch, units) states: [h], or [h, c] for an LSTM) in torch's layout."""
+        if initial_state is None:
+            return None
+        states = [initial_state] if isinstance(initial_state, torch.Tensor) else list(initial_state)
+        wanted = 2 if isinstance(self.rnn, nn.LSTM) else 1
+        if len(states) != wanted:
+            raise ValueError(f"layer {self.name!r}: initial_state needs {wanted} state(s) of shape (batch, "
+                             f"{self.units}), got {len(states)}")
+        states = [s.unsqueeze(0).contiguous() for s in states]  # (1, batch, units): one layer
+        return tuple(states) if wanted == 2 else states[0]
+
+    def forward(self, x, mask=None, initial_state=None):
         lengths = lengths_of(mask) if mask is not None else None
         x = self._input_dropout(x if x.is_floating_point() else x.float())
         if self.go_backwards:
             x = reverse_valid(x, lengths)
-        out, states = self.run(x, lengths)
+        out, states = self.run(x, lengths, self._initial(initial_state))
         states = states if isinstance(states, tuple) else (states,)
         states = [s[-1] for s in states]  # (layers, batch, units) -> (batch, units)
         result = out if self.return_sequences else states[0]

@@ -1,14 +1,17 @@
 """Transformer building blocks (Vaswani et al. 2017) with KerasHub's arguments:
-PositionalEmbedding (token + learned position), TransformerEncoder and TransformerDecoder.
+PositionalEmbedding (token + learned position), SinePositionEncoding (fixed, any length),
+TransformerEncoder and TransformerDecoder (with key/value caches for decoding one step at a time).
 
 The blocks are post-norm by default (`normalize_first=False`, as the paper and KerasHub); padding masks
 come from the embedding (`mask_zero`) through Sequential, or explicitly as `padding_mask=`.
 """
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ember.layers.attention import MultiHeadAttention
+from ember.layers.attention import KVCache, MultiHeadAttention
 from ember.layers.base import Layer
 from ember.layers.core import Dense, Dropout
 from ember.layers.initializers import initialize
@@ -57,6 +60,32 @@ class PositionalEmbedding(Layer):
         return {**super().get_config(), "sequence_length": self.sequence_length, "input_dim": self.input_dim,
                 "output_dim": self.output_dim, "mask_zero": self.mask_zero,
                 "embeddings_initializer": self.embeddings_initializer}
+
+
+class SinePositionEncoding(Layer):
+    """The fixed sinusoidal position signal of Vaswani et al. for (batch, steps, features) inputs, for any
+    number of steps: add it to the token embeddings. `start` shifts the positions (the next step when
+    decoding one step at a time).
+
+    >>> x = embeddings + layers.SinePositionEncoding()(embeddings)
+    """
+
+    def __init__(self, max_wavelength=10000, **kwargs):
+        super().__init__(**kwargs)
+        self.max_wavelength = float(max_wavelength)
+
+    def forward(self, inputs, start: int = 0):
+        steps, features = inputs.shape[1], inputs.shape[-1]
+        position = torch.arange(start, start + steps, device=inputs.device, dtype=torch.float32)[:, None]
+        rate = torch.exp(torch.arange(0, features, 2, device=inputs.device, dtype=torch.float32)
+                         * (-math.log(self.max_wavelength) / features))
+        signal = torch.zeros(steps, features, device=inputs.device)
+        signal[:, 0::2] = torch.sin(position * rate)
+        signal[:, 1::2] = torch.cos(position * rate[:features // 2])
+        return signal.to(inputs.dtype).expand(inputs.shape[0], steps, features)
+
+    def get_config(self):
+        return {**super().get_config(), "max_wavelength": self.max_wavelength}
 
 
 class _FeedForward(nn.Module):
@@ -148,11 +177,17 @@ class TransformerEncoder(_Block):
 class TransformerDecoder(_Block):
     """Causal self-attention, then cross-attention to `encoder_sequence` (when given), then feed-forward.
 
-    Without `encoder_sequence` it is a decoder-only (GPT-style) block.
+    Without `encoder_sequence` it is a decoder-only (GPT-style) block. To decode one step at a time, give
+    `cache=decoder.new_cache()` and only the new steps: earlier steps' keys and values are kept in it.
 
     >>> decoder = layers.TransformerDecoder(intermediate_dim=256, num_heads=4)
     >>> out = decoder(targets, encoder_outputs, decoder_padding_mask=..., encoder_padding_mask=...)
     """
+
+    @staticmethod
+    def new_cache() -> tuple[KVCache, KVCache]:
+        """(self-attention cache, cross-attention cache), both empty."""
+        return KVCache(), KVCache(static=True)
 
     def build(self, input_shape):
         hidden_dim = input_shape[-1]
@@ -164,16 +199,19 @@ class TransformerDecoder(_Block):
 
     def forward(self, decoder_sequence, encoder_sequence=None, mask=None, decoder_padding_mask=None,
                 decoder_attention_mask=None, encoder_padding_mask=None, encoder_attention_mask=None,
-                use_causal_mask=True):
+                use_causal_mask=True, cache: tuple[KVCache, KVCache] | None = None):
         own_mask = decoder_padding_mask if decoder_padding_mask is not None else mask
+        self_cache, cross_cache = cache if cache is not None else (None, None)
 
         def attend_to_self(x):
             return self.attention_dropout(self.self_attention(
-                x, x, key_mask=own_mask, attention_mask=decoder_attention_mask, use_causal_mask=use_causal_mask))
+                x, x, key_mask=own_mask, attention_mask=decoder_attention_mask, use_causal_mask=use_causal_mask,
+                cache=self_cache))
 
         def attend_to_encoder(x):
             return self.attention_dropout(self.cross_attention(
-                x, encoder_sequence, key_mask=encoder_padding_mask, attention_mask=encoder_attention_mask))
+                x, encoder_sequence, key_mask=encoder_padding_mask, attention_mask=encoder_attention_mask,
+                cache=cross_cache))
         x = self.self_attention_block(decoder_sequence, attend_to_self)
         if encoder_sequence is not None:
             x = self.cross_attention_block(x, attend_to_encoder)
