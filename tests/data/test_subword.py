@@ -83,3 +83,34 @@ def test_mistakes_are_clear_errors():
         adapted("wordpiece", vocab_size=20)
     with pytest.raises(ValueError, match="not a valid `tokenizers` JSON"):
         SubwordTokenizer.from_config({"kind": "bpe", "tokenizer": "{not json"})
+
+
+TEXTS = ["Ein Mann fährt Fahrrad.", "Zwei Hunde spielen im Schnee, nicht wahr?", "Das Mädchen's Buch (rot)."] * 4
+
+
+def test_a_reversible_tokenizer_gives_back_the_text_exactly():
+    tokenizer = SubwordTokenizer("bpe", vocab_size=120, lowercase=False, reversible=True)
+    tokenizer.adapt(TEXTS)
+    ids = tokenizer.encode(TEXTS[:3])
+    assert tokenizer.decode(ids) == TEXTS[:3]
+    assert tokenizer.tokens("Ein Mann.")[:2] == ["\u2581Ein", "\u2581Mann"] and tokenizer.tokens("Ein Mann.")[-1] == "."
+    again = SubwordTokenizer.from_config(json.loads(json.dumps(tokenizer.get_config())))
+    assert again.decode(again.encode(TEXTS[:3])) == TEXTS[:3]
+
+
+def test_special_tokens_take_the_ids_after_padding_and_unknown_and_decode_to_nothing():
+    tokenizer = SubwordTokenizer("bpe", vocab_size=120, lowercase=False, reversible=True,
+                                 special_tokens=["[BOS]", "[EOS]"])
+    tokenizer.adapt(TEXTS)
+    assert [tokenizer.token_id(t) for t in ("[PAD]", "[UNK]", "[BOS]", "[EOS]")] == [0, 1, 2, 3]
+    assert not set(tokenizer.encode(["[BOS] Mann"])[0].tolist()) & {2, 3}  # text saying "[BOS]" is text
+    ids = [i for i in tokenizer.encode(["Mann ☃ fährt"])[0].tolist() if i]
+    assert 1 in ids  # the snowman was never seen: [UNK], dropped on decoding
+    assert tokenizer.decode([[2, *ids, 3, 0, 0]]) == ["Mann  fährt"]
+    assert tokenizer.decode(np.zeros((2, 3), dtype=np.int64)) == ["", ""]
+    with pytest.raises(ValueError, match="special_tokens"):
+        SubwordTokenizer("bpe", special_tokens=["[PAD]"])
+    with pytest.raises(ValueError, match="reversible=True works with kind 'bpe'"):
+        SubwordTokenizer("wordpiece", reversible=True)
+    with pytest.raises(ValueError, match="too small"):
+        SubwordTokenizer("bpe", vocab_size=10, reversible=True).adapt(TEXTS)
