@@ -14,7 +14,7 @@ def _pyplot():
 def learning_curves(history: list[dict], path) -> Path:
     """One panel per metric (loss, accuracy, ...), training and validation curves against the epoch."""
     plt = _pyplot()
-    names = [k for k in history[0] if not k.startswith("val_") and k not in ("epoch", "lr", "seconds")]
+    names = [k for k in history[0] if not k.startswith("val_") and k not in ("epoch", "lr", "seconds", "minutes")]
     fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 3.8), squeeze=False)
     epochs = [row["epoch"] for row in history]
     for ax, name in zip(axes[0], names):
@@ -27,6 +27,20 @@ def learning_curves(history: list[dict], path) -> Path:
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(alpha=0.3)
         ax.legend()
+    fig.tight_layout()
+    return _save(fig, plt, path)
+
+
+def bleu_curve(points, path, title="Validation BLEU against training time") -> Path:
+    """BLEU (y) against minutes of training (x), one marker per epoch."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    minutes, scores = zip(*points)
+    ax.plot(minutes, scores, marker="o")
+    ax.set_xlabel("minutes of training")
+    ax.set_ylabel("BLEU")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
     fig.tight_layout()
     return _save(fig, plt, path)
 

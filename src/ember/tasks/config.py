@@ -29,25 +29,48 @@ class Section(BaseModel):
 
 
 class Schedule(Section):
-    """Learning-rate schedule, applied at each epoch start (as Keras's LearningRateScheduler)."""
-    name: Literal["constant", "cosine", "step", "exponential"] = "constant"
+    """Learning-rate schedule, applied at each epoch start (as Keras's LearningRateScheduler), or at each
+    optimizer step when `warmup_steps` is set (as Transformers are trained)."""
+    name: Literal["constant", "cosine", "step", "exponential", "inverse_sqrt"] = "constant"
     warmup_epochs: int = Field(0, ge=0, description="linear warm-up from lr/10 over these first epochs")
+    warmup_steps: int = Field(0, ge=0, description="linear warm-up from 0 over these first optimizer steps; the "
+                                                   "schedule then follows steps, not epochs")
     min_lr: float = Field(0.0, ge=0, description="cosine: the learning rate it decays to")
     step_size: int = Field(1, ge=1, description="step: epochs between decays")
     gamma: float = Field(0.1, gt=0, description="step and exponential: the decay factor")
+
+    @model_validator(mode="after")
+    def _one_warmup(self):
+        if self.warmup_steps and self.warmup_epochs:
+            raise ValueError("set one of train.schedule.warmup_steps and train.schedule.warmup_epochs")
+        if self.name == "inverse_sqrt" and not self.warmup_steps:
+            raise ValueError("train.schedule inverse_sqrt needs warmup_steps (lr * sqrt(warmup_steps / step))")
+        return self
 
     def factor(self, epoch: int, epochs: int, lr: float) -> float:
         """The learning rate for `epoch` (0-based) of `epochs`, from the base rate `lr`."""
         if epoch < self.warmup_epochs:
             return lr * (0.1 + 0.9 * epoch / self.warmup_epochs)
-        t = epoch - self.warmup_epochs
+        return self._decayed(epoch - self.warmup_epochs, max(1, epochs - self.warmup_epochs), lr, epoch)
+
+    def at_step(self, step: int, steps_per_epoch: int, epochs: int, lr: float) -> float:
+        """The learning rate for optimizer step `step` (0-based), with `warmup_steps` set."""
+        if step < self.warmup_steps:
+            return lr * (step + 1) / self.warmup_steps
+        t, span = step - self.warmup_steps, max(1, steps_per_epoch * epochs - self.warmup_steps)
+        if self.name == "inverse_sqrt":
+            return lr * math.sqrt(self.warmup_steps / (step + 1))
+        return self._decayed(t, span, lr, step // max(1, steps_per_epoch))
+
+    def _decayed(self, t: float, span: int, lr: float, epoch: int) -> float:
+        """Cosine over `span` (epochs or steps); step and exponential decay count epochs after the warm-up."""
         if self.name == "cosine":
-            span = max(1, epochs - self.warmup_epochs)
-            return self.min_lr + (lr - self.min_lr) * 0.5 * (1 + math.cos(math.pi * t / span))
+            return self.min_lr + (lr - self.min_lr) * 0.5 * (1 + math.cos(math.pi * min(t, span) / span))
+        epoch -= self.warmup_epochs
         if self.name == "step":
-            return lr * self.gamma ** (t // self.step_size)
+            return lr * self.gamma ** (epoch // self.step_size)
         if self.name == "exponential":
-            return lr * self.gamma ** t
+            return lr * self.gamma ** epoch
         return lr
 
 

@@ -96,10 +96,11 @@ class MetricsLogger(callbacks_lib.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self.started = time.perf_counter()
-        self.lr = optimizers_lib.get_learning_rate(self.model.optimizer)
 
     def on_epoch_end(self, epoch, logs=None):
-        row = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}, "lr": self.lr,
+        # the rate the epoch's last step used (per-epoch schedules set it at the epoch's start)
+        lr = optimizers_lib.get_learning_rate(self.model.optimizer)
+        row = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}, "lr": lr,
                "seconds": round(time.perf_counter() - self.started, 3)}
         self.rows.append(row)
         with self.path.open("a") as f:
@@ -120,9 +121,11 @@ def _monitor(name: str | None, metrics, has_validation: bool, key: str) -> str:
     return name
 
 
-def build_callbacks(config, metrics, run_dir: Path, has_validation: bool, quiet: bool) -> list:
-    section = config.callbacks
-    found = [MetricsLogger(run_dir / "metrics.jsonl")]
+def build_callbacks(config, metrics, run_dir: Path, has_validation: bool, quiet: bool, task_callbacks=(),
+                    steps_per_epoch: int = 1) -> list:
+    section, plan = config.callbacks, config.train.schedule
+    # the task's own (e.g. val_bleu) first: the logger and the progress line then see what they add to the logs
+    found = [*task_callbacks, MetricsLogger(run_dir / "metrics.jsonl")]
     if not quiet:  # before the callbacks that print, so their lines follow the epoch's
         found.append(EpochProgress(config.train.epochs))
     base_lr = None
@@ -130,8 +133,11 @@ def build_callbacks(config, metrics, run_dir: Path, has_validation: bool, quiet:
     def schedule(epoch, lr):
         nonlocal base_lr
         base_lr = lr if base_lr is None else base_lr
-        return config.train.schedule.factor(epoch, config.train.epochs, base_lr)
-    if config.train.schedule.name != "constant" or config.train.schedule.warmup_epochs:
+        return plan.factor(epoch, config.train.epochs, base_lr)
+    if plan.warmup_steps:
+        found.insert(0, callbacks_lib.StepLearningRateScheduler(
+            lambda step, lr: plan.at_step(step, steps_per_epoch, config.train.epochs, lr)))
+    elif plan.name != "constant" or plan.warmup_epochs:
         found.insert(0, callbacks_lib.LearningRateScheduler(schedule))
     if section.terminate_on_nan:
         found.append(callbacks_lib.TerminateOnNaN())
@@ -217,17 +223,23 @@ def train(config_path=None, *, overrides=(), out=None, overwrite=False, quiet=Fa
     model.metadata = task.metadata(data)
     x, y = task.fit_arrays(config, data)
     n_samples = len(x) if y is None else len(y)  # y is None when x is an ArrayData (e.g. sampled per epoch)
-    n_val = int(n_samples * config.data.validation_split)
+    # a task with its own validation set (e.g. Multi30k's) gives it; others hold out data.validation_split
+    validation = task.validation_data(config, data) if hasattr(task, "validation_data") else None
+    split = 0.0 if validation is not None else config.data.validation_split
+    n_val = len(validation) if validation is not None else int(n_samples * split)
+    n_train = n_samples if validation is not None else n_samples - n_val
     config = _resolved(config, optimizer, n_val > 0)
-    _say(quiet, f"ember train: {config.task} on {data.source} ({n_samples - n_val:,} training / {n_val:,} validation / "
+    _say(quiet, f"ember train: {config.task} on {data.source} ({n_train:,} training / {n_val:,} validation / "
                 f"{task.test_size(data):,} test samples), model {config.model.name or 'from model.layers'} "
                 f"({model.count_params():,} weights), {config.train.epochs} epochs -> {run_dir}")
     with staged(run_dir, overwrite, keep) as staging:
         (staging / "config.yaml").write_text(config_lib.to_yaml(config))
-        callbacks = build_callbacks(config, metrics, staging, n_val > 0, quiet)
+        extra = task.callbacks(config, data) if hasattr(task, "callbacks") else []
+        steps = x.num_batches(config.train.batch_size) if y is None else -(-(n_train) // config.train.batch_size)
+        callbacks = build_callbacks(config, metrics, staging, n_val > 0, quiet, extra, steps)
         started = time.perf_counter()
         model.fit(x, y, batch_size=config.train.batch_size, epochs=config.train.epochs, verbose=0,
-                  validation_split=config.data.validation_split if n_val else 0.0, callbacks=callbacks)
+                  validation_split=split if n_val else 0.0, validation_data=validation, callbacks=callbacks)
         seconds = time.perf_counter() - started
         history = next(c for c in callbacks if isinstance(c, MetricsLogger)).rows
         _check_finite(history)
@@ -240,7 +252,7 @@ def train(config_path=None, *, overrides=(), out=None, overwrite=False, quiet=Fa
             sections = task.report_sections(staging, data, metrics, details, config)
             stopped = next((c for c in callbacks if isinstance(c, callbacks_lib.EarlyStopping)), None)
             write_report(staging, config, model, data, metrics, history, seconds, sections,
-                         trained_on=n_samples - n_val, early_stop=stopped)
+                         trained_on=n_train, early_stop=stopped)
     _say(quiet, task.summary_line(metrics), f"run saved to {run_dir}")
     return run_dir
 
@@ -355,6 +367,13 @@ def transcribe(model_path, files, *, top_k: int = 1) -> list[dict]:
     model = _load_for(model_path, "audio_classification", "an audio model",
                       "an audio config, e.g. configs/fsdd_cnn.yaml")
     return get_task("audio_classification").predict(model, list(files), top_k=top_k)
+
+
+def translate(model_path, texts, *, beam_size: int | None = None, max_length: int | None = None) -> list[dict]:
+    """`ember translate`: each text's translation, by beam search (the model's beam size unless given)."""
+    model = _load_for(model_path, "translation", "a translation model",
+                      "a translation config, e.g. configs/multi30k_transformer.yaml")
+    return get_task("translation").predict(model, list(texts), beam_size=beam_size, max_length=max_length)
 
 
 def recommend(model_path, user: int, *, k: int = 10) -> dict:

@@ -240,6 +240,22 @@ class LearningRateScheduler(Callback):
             print(f"Epoch {epoch + 1}: LearningRateScheduler setting learning rate to {lr:.4g}.")
 
 
+class StepLearningRateScheduler(Callback):
+    """Sets the learning rate before each optimizer step from `schedule(step, lr) -> new_lr`, `step` counting
+    from 0 over the whole training (warm-up and decay per step, as Transformers are trained)."""
+
+    def __init__(self, schedule):
+        super().__init__()
+        self.schedule, self.step, self.base_lr = schedule, 0, None
+
+    def on_train_begin(self, logs=None):
+        self.base_lr = optimizers.get_learning_rate(self.model.optimizer) if self.base_lr is None else self.base_lr
+
+    def on_train_batch_begin(self, batch, logs=None):
+        optimizers.set_learning_rate(self.model.optimizer, float(self.schedule(self.step, self.base_lr)))
+        self.step += 1
+
+
 class TerminateOnNaN(Callback):
     """Stops training at the first batch whose loss is NaN or infinite."""
 

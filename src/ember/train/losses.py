@@ -42,15 +42,27 @@ class Loss:
 
 @dataclasses.dataclass
 class SparseCategoricalCrossentropy(Loss):
-    """Cross-entropy between integer labels and class scores on the last axis."""
+    """Cross-entropy between integer labels and class scores on the last axis.
+
+    `ignore_class`: labels to leave out (padding of token sequences); with logits the mean is over the
+    labels kept. `label_smoothing` (as torch, an addition to Keras's arguments): the target puts
+    1 - label_smoothing on the label and spreads label_smoothing evenly over all classes.
+    """
     ignore_class: int | None = None
+    label_smoothing: float = 0.0
+
+    def __post_init__(self):
+        if not 0 <= self.label_smoothing < 1:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}")
 
     def __call__(self, y_true, y_pred, sample_weight=None):
         if sample_weight is not None or not self.from_logits:
             return super().__call__(y_true, y_pred, sample_weight)
-        # the common case in one fused op, forward and backward
+        # the common case in one fused op, forward and backward; classes last, so sequences flatten to rows
         ignore = -100 if self.ignore_class is None else self.ignore_class
-        return F.cross_entropy(y_pred.movedim(-1, 1), self._labels(y_true, y_pred), ignore_index=ignore)
+        labels = self._labels(y_true, y_pred)
+        return F.cross_entropy(y_pred.reshape(-1, y_pred.shape[-1]), labels.reshape(-1), ignore_index=ignore,
+                               label_smoothing=self.label_smoothing)
 
     @staticmethod
     def _labels(y_true, y_pred):
@@ -64,7 +76,11 @@ class SparseCategoricalCrossentropy(Loss):
             probs = y_pred / y_pred.sum(dim=-1, keepdim=True)
             log_probs = probs.clamp(EPSILON, 1 - EPSILON).log()
         ignore = -100 if self.ignore_class is None else self.ignore_class
-        return F.nll_loss(log_probs.movedim(-1, 1), y_true, reduction="none", ignore_index=ignore)
+        values = F.nll_loss(log_probs.movedim(-1, 1), y_true, reduction="none", ignore_index=ignore)
+        if self.label_smoothing:
+            uniform = -log_probs.mean(dim=-1).masked_fill(y_true == ignore, 0.0)
+            values = (1 - self.label_smoothing) * values + self.label_smoothing * uniform
+        return values
 
 
 @dataclasses.dataclass
