@@ -1,4 +1,7 @@
+import http.server
 import os
+import threading
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -36,3 +39,31 @@ def ember_data() -> Path:
 
 def assert_close(actual, expected, atol=1e-5, rtol=1e-5):
     torch.testing.assert_close(torch.as_tensor(actual), torch.as_tensor(expected), atol=atol, rtol=rtol)
+
+
+@pytest.fixture
+def clean_env(tmp_path, monkeypatch):
+    """No EMBER_DATA, an empty HOME (so an empty cache)."""
+    monkeypatch.delenv("EMBER_DATA", raising=False)
+    monkeypatch.delenv("EMBER_OFFLINE", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    return tmp_path
+
+
+@pytest.fixture
+def server(tmp_path):
+    """A real HTTP server on 127.0.0.1 serving tmp_path/www; counts requests."""
+    root = tmp_path / "www"
+    root.mkdir()
+    requests = []
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            requests.append(self.path)
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(Handler, directory=str(root)))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield root, f"http://127.0.0.1:{httpd.server_address[1]}/", requests
+    httpd.shutdown()
+    httpd.server_close()

@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -23,3 +25,14 @@ def test_text_benchmark_runs():
     assert result.returncode == 0, result.stderr
     assert "median ms/step" in result.stdout and "ember / eager" in result.stdout
     assert "Warning" not in result.stderr, result.stderr
+
+
+def test_decode_benchmark_runs():
+    if not os.environ.get("EMBER_DATA"):
+        pytest.skip("needs Multi30k: set EMBER_DATA (CI uses ../shared/data)")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "decode.py"), "--sentences", "6", "--rounds",
+                             "1", "--max-length", "4", "--beam", "2"], capture_output=True, text=True, timeout=300,
+                            env=env)
+    assert result.returncode == 0, result.stderr
+    assert "cached / recomputed" in result.stdout and "identical" in result.stdout

@@ -47,6 +47,9 @@ def _print_top_k(results: list[dict], as_json: bool) -> None:
         print(json.dumps(results, indent=2))
         return
     for result in results:
+        if "translation" in result:  # `ember predict` with a translation model
+            print(result["translation"])
+            continue
         best = "  ".join(f"{p['label']} {p['probability']:.3f}" for p in result["predictions"])
         print(f"{result['input']}: {best}")
 
@@ -59,6 +62,19 @@ def _predict(args):
 def _transcribe(args):
     from ember.tasks import runner
     _print_top_k(runner.transcribe(args.model, args.files, top_k=args.top_k), args.json)
+
+
+def _translate(args):
+    from ember.tasks import runner
+    texts = args.texts
+    if texts == ["-"]:
+        texts = sys.stdin.read().splitlines()
+    results = runner.translate(args.model, texts, beam_size=args.beam, max_length=args.max_length)
+    if args.json:
+        print(json.dumps(results, indent=2, ensure_ascii=False))
+        return
+    for result in results:
+        print(result["translation"])
 
 
 def _recommend(args):
@@ -132,6 +148,17 @@ def build_parser() -> argparse.ArgumentParser:
     transcribe.add_argument("--top-k", type=_positive, default=1)
     transcribe.add_argument("--json", action="store_true", help="print machine-readable JSON")
     transcribe.set_defaults(handler=_transcribe)
+
+    translate = commands.add_parser("translate", help="translate text (translation models)")
+    translate.add_argument("model", metavar="MODEL", help="a model.ember trained with a translation config")
+    translate.add_argument("texts", nargs="+", metavar="TEXT", help="sentences to translate; - reads one per "
+                           "line from standard input")
+    translate.add_argument("--beam", type=_positive, default=None,
+                           help="beam size (default: the model's, 4 in the shipped configs; 1 is greedy)")
+    translate.add_argument("--max-length", type=_positive, default=None,
+                           help="most target tokens (default: 1.5 x the source's tokens + 10)")
+    translate.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    translate.set_defaults(handler=_translate)
 
     recommend = commands.add_parser("recommend", help="the best unrated items for a user (recommendation models)")
     recommend.add_argument("model", metavar="MODEL", help="a model.ember trained with a recommendation config")

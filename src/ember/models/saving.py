@@ -18,13 +18,14 @@ from ember.errors import ModelFileError
 from ember.layers import LAYERS
 from ember.models.model import Model
 from ember.models.sequential import Sequential
+from ember.models.translation import TRANSLATORS
 from ember.train import losses as losses_lib
 from ember.train import optimizers as optimizers_lib
 
 FORMAT_VERSION = 1
 CONFIG, WEIGHTS, OPTIMIZER = "config.json", "model.safetensors", "optimizer.safetensors"
 _MAX_CONFIG_BYTES = 16 * 2**20
-MODELS = {"Sequential": Sequential}
+MODELS = {"Sequential": Sequential, **TRANSLATORS}  # model classes a file may name
 
 
 def _write_atomically(path: str, write) -> None:
@@ -149,6 +150,8 @@ def model_from_config(config: dict, custom_objects: dict | None = None, path: st
         if model.input_shape is not None:
             model.build((None, *model.input_shape))
         return model
+    if name in TRANSLATORS:  # builds its layers in __init__
+        return _layer_from({"class_name": name, "config": body}, TRANSLATORS, path)
     if name in (custom_objects or {}):
         return _layer_from({"class_name": name, "config": body}, classes, path)
     raise ModelFileError(f"{path}: unknown model class {name!r} (a subclassed model needs "

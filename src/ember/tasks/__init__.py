@@ -13,6 +13,7 @@ TASKS: dict[str, str] = {
     "text_classification": "ember.tasks.text_classification",
     "recommendation": "ember.tasks.recommendation",
     "audio_classification": "ember.tasks.audio_classification",
+    "translation": "ember.tasks.translation",
 }
 
 
