@@ -140,9 +140,10 @@ def test_multi30k_has_the_published_sizes(ember_data):
 
 
 # -- a short real run ------------------------------------------------------------------------------------
-SHORT = ["data.subset=6000", "data.vocab_size=3000", "data.validation_sentences=100", "train.epochs=3",
-         "model.args.hidden_dim=128", "model.args.intermediate_dim=256", "model.args.encoder_layers=2",
-         "model.args.decoder_layers=2", "train.schedule.warmup_steps=30", "decoding.beam_size=3"]
+SHORT = ["data.subset=8000", "data.vocab_size=3000", "data.max_tokens=1200", "data.validation_sentences=100",
+         "train.epochs=4", "train.schedule.warmup_steps=50", "model.args.hidden_dim=128",
+         "model.args.intermediate_dim=256", "model.args.encoder_layers=2", "model.args.decoder_layers=2",
+         "decoding.beam_size=3"]
 
 
 @pytest.fixture(scope="module")
@@ -155,11 +156,12 @@ def short_run(tmp_path_factory):
 @pytest.mark.data
 @pytest.mark.slow
 def test_a_short_run_learns_to_translate(short_run):
-    """3 epochs on 6,000 pairs (about two minutes): far from the full config's BLEU, far above chance."""
+    """4 epochs of a small Transformer on 8,000 pairs (about a minute): far from the full config's BLEU (39.78),
+    far above chance. Measured: test_bleu 10.23 (beam 3), 8.10 greedy; guards below that."""
     metrics = json.loads((short_run / "metrics.json").read_text())
     history = [json.loads(line) for line in (short_run / "metrics.jsonl").read_text().splitlines()]
     assert metrics["test_sentences"] == 1000 and metrics["beam_size"] == 3
-    assert metrics["test_bleu"] >= 3 and metrics["test_bleu_greedy"] >= 3
+    assert metrics["test_bleu"] >= 6 and metrics["test_bleu_greedy"] >= 5
     assert history[-1]["val_bleu"] > history[0]["val_bleu"] and history[-1]["minutes"] > history[0]["minutes"]
     report = (short_run / "report.md").read_text()
     assert "## BLEU against training time" in report and (short_run / "plots" / "bleu_vs_time.png").is_file()

@@ -66,5 +66,6 @@ class TokenBatches(ArrayData):
             xs = tuple(trim_padding(x[index]) for x in self.xs)
             y = None if self.y is None else trim_padding(self.y[index])
             if device is not None and torch.device(device).type != "cpu":
-                xs, y = tuple(x.to(device, non_blocking=True) for x in xs), y.to(device, non_blocking=True)
+                xs = tuple(x.to(device, non_blocking=True) for x in xs)
+                y = None if y is None else y.to(device, non_blocking=True)
             yield xs, y, None

@@ -201,6 +201,9 @@ class TransformerDecoder(_Block):
                 decoder_attention_mask=None, encoder_padding_mask=None, encoder_attention_mask=None,
                 use_causal_mask=True, cache: tuple[KVCache, KVCache] | None = None):
         own_mask = decoder_padding_mask if decoder_padding_mask is not None else mask
+        if cache is not None and (own_mask is not None or decoder_attention_mask is not None):
+            raise ValueError(f"layer {self.name!r}: a decoder mask covers only the new steps, not the cached ones; "
+                             "decode one step at a time without decoder_padding_mask/decoder_attention_mask")
         self_cache, cross_cache = cache if cache is not None else (None, None)
 
         def attend_to_self(x):

@@ -12,14 +12,17 @@ import torch
 from ember.models.translation import BOS, EOS, PAD, UNK
 
 
+LONGEST = 512  # the default limit never exceeds this many target tokens, however long the source
+
+
 def length_limits(source: torch.Tensor, max_length: int | None = None) -> torch.Tensor:
-    """Most target tokens each sentence may get: `max_length`, or 1.5 x its source tokens + 10."""
+    """Most target tokens each sentence may get: `max_length`, or 1.5 x its source tokens + 10 (at most 512)."""
     if max_length is not None:
         if max_length < 1:
             raise ValueError(f"max_length must be at least 1, got {max_length}")
         return torch.full((len(source),), int(max_length))
     tokens = (source != PAD).sum(1)
-    return (tokens.float() * 1.5).ceil().long() + 10
+    return ((tokens.float() * 1.5).ceil().long() + 10).clamp(max=LONGEST)
 
 
 def _never(logits: torch.Tensor) -> torch.Tensor:
@@ -31,6 +34,8 @@ def _never(logits: torch.Tensor) -> torch.Tensor:
 @torch.inference_mode()
 def greedy_search(model, source, *, max_length: int | None = None, use_cache: bool = True) -> list[list[int]]:
     """The most probable next token at each step, until [EOS] or the length limit."""
+    if len(source) == 0:
+        return []
     model.eval()
     source = source.to(model.device)
     limits = length_limits(source, max_length).to(source.device)
@@ -66,6 +71,8 @@ def beam_search(model, source, *, beam_size: int = 4, length_penalty: float = 1.
     """
     if beam_size < 1:
         raise ValueError(f"beam_size must be at least 1, got {beam_size}")
+    if len(source) == 0:
+        return []
     model.eval()
     source = source.to(model.device)
     device, k = source.device, beam_size

@@ -29,14 +29,15 @@ class Translator(Model):
     """What both translators share: the tied embedding, the training forward pass and the decoding hooks.
 
     A subclass builds its layers in `__init__` (arguments stored in `self._config`) and writes `encode`,
-    `decode` (all target steps at once, or the new ones with a cache), `new_cache` and `reorder`.
+    `decode_features` (features of all target steps at once, or of the new ones with a cache), `new_cache`
+    and `reorder`.
     """
 
     input_dtype = torch.int64
 
     def __init__(self, vocabulary_size: int, embedding_dim: int, *, name=None):
         super().__init__(name=name)
-        if vocabulary_size <= EOS:
+        if vocabulary_size <= EOS + 1:
             raise ValueError(f"a translator needs a vocabulary beyond its {EOS + 1} special tokens, "
                              f"got vocabulary_size={vocabulary_size}")
         self.vocabulary_size, self.embedding_dim = int(vocabulary_size), int(embedding_dim)
@@ -52,15 +53,20 @@ class Translator(Model):
     def forward(self, source, target_in):
         return self.decode(target_in, self.encode(source))
 
-    def output_logits(self, hidden):
-        return F.linear(hidden, self.embeddings)
+    def decode(self, target, state, cache=None, start=0):
+        """(batch, steps, vocabulary) scores of the token after each target step."""
+        return self.output_logits(self.decode_features(target, state, cache, start))
+
+    def output_logits(self, features):
+        return F.linear(features, self.embeddings)
 
     def next_logits(self, prefix, state, cache=None):
         """(batch, vocabulary) scores of the token after `prefix` (batch, steps), [BOS] first. With a cache
-        (from `new_cache`) only the last token of `prefix` is new: earlier ones were fed before."""
+        (from `new_cache`) only the last token of `prefix` is new: earlier ones were fed before; without
+        one the whole prefix goes through the decoder again (only its last step meets the vocabulary)."""
         if cache is None:
-            return self.decode(prefix, state)[:, -1]
-        return self.decode(prefix[:, -1:], state, cache=cache, start=prefix.shape[1] - 1)[:, -1]
+            return self.output_logits(self.decode_features(prefix, state)[:, -1])
+        return self.output_logits(self.decode_features(prefix[:, -1:], state, cache, prefix.shape[1] - 1)[:, -1])
 
     def ignores_padding_length(self) -> bool:
         return True
@@ -89,12 +95,14 @@ class TransformerTranslator(Translator):
         self._config = {"vocabulary_size": vocabulary_size, "hidden_dim": hidden_dim, "num_heads": num_heads,
                         "intermediate_dim": intermediate_dim, "encoder_layers": encoder_layers,
                         "decoder_layers": decoder_layers, "dropout": dropout, "attention_dropout": attention_dropout}
-        block = {"intermediate_dim": intermediate_dim, "num_heads": num_heads, "dropout": dropout,
-                 "normalize_first": True}
+        if not 0 <= attention_dropout < 1:
+            raise ValueError(f"attention_dropout must be in [0, 1), got {attention_dropout!r}")
+        arguments = {"intermediate_dim": intermediate_dim, "num_heads": num_heads, "dropout": dropout,
+                     "normalize_first": True}
         self.positions = layers.SinePositionEncoding()
         self.embedding_dropout = layers.Dropout(dropout)
-        self.encoder_blocks = nn.ModuleList(layers.TransformerEncoder(**block) for _ in range(encoder_layers))
-        self.decoder_blocks = nn.ModuleList(layers.TransformerDecoder(**block) for _ in range(decoder_layers))
+        self.encoder_blocks = nn.ModuleList(layers.TransformerEncoder(**arguments) for _ in range(encoder_layers))
+        self.decoder_blocks = nn.ModuleList(layers.TransformerDecoder(**arguments) for _ in range(decoder_layers))
         self.encoder_norm = layers.LayerNormalization(epsilon=1e-5)
         self.decoder_norm = layers.LayerNormalization(epsilon=1e-5)
         self._finish_building()
@@ -115,12 +123,12 @@ class TransformerTranslator(Translator):
             x = block(x, padding_mask=mask)
         return {"memory": self.encoder_norm(x), "mask": mask}
 
-    def decode(self, target, state, cache=None, start=0):
+    def decode_features(self, target, state, cache=None, start=0):
         x = self._embed(target, start)
         for i, block in enumerate(self.decoder_blocks):
             x = block(x, state["memory"], encoder_padding_mask=state["mask"],
                       cache=None if cache is None else cache[i])
-        return self.output_logits(self.decoder_norm(x))
+        return self.decoder_norm(x)
 
     def new_cache(self, state) -> list:
         return [block.new_cache() for block in self.decoder_blocks]
@@ -166,7 +174,7 @@ class GRUTranslator(Translator):
         return {"memory": outputs, "keys": self.attention_keys(outputs), "mask": mask,
                 "initial": self.bridge(mean)}
 
-    def decode(self, target, state, cache=None, start=0):
+    def decode_features(self, target, state, cache=None, start=0):
         hidden = state["initial"] if cache is None or cache["hidden"] is None else cache["hidden"]
         outputs, hidden = self.decoder(self.dropout(F.embedding(target, self.embeddings)), initial_state=[hidden])
         if cache is not None:
@@ -175,7 +183,7 @@ class GRUTranslator(Translator):
         scores = scores.masked_fill(~state["mask"][:, None, :], float("-inf"))
         context = torch.softmax(scores, dim=-1) @ state["memory"]
         features = self.attentional(torch.cat([context, outputs], dim=-1))
-        return self.output_logits(self.to_embedding(self.dropout(features)))
+        return self.to_embedding(self.dropout(features))
 
     def new_cache(self, state) -> dict:
         return {"hidden": None}

@@ -33,6 +33,8 @@ class Task(Protocol):
     def summary_line(self, metrics: dict) -> str: ...
     def report_sections(self, run_dir: Path, data, metrics: dict, details: dict, config) -> list[str]: ...
     def predict(self, model, inputs, top_k: int = 3) -> list[dict]: ...    # `ember predict` inputs (files, text)
+    # optional: validation_data(config, data) -> ArrayData, a validation set of the task's own (no split);
+    # callbacks(config, data) -> list, callbacks that run before the logger (so what they log is kept)
 
 
 def get_task(name: str) -> Task:

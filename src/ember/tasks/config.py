@@ -147,7 +147,9 @@ class RunConfig(Section):
 
     @model_validator(mode="after")
     def _one_lr_policy(self):
-        if self.callbacks.reduce_lr_on_plateau is not None and self.train.schedule.name != "constant":
+        plan = self.train.schedule
+        if self.callbacks.reduce_lr_on_plateau is not None and (plan.name != "constant" or plan.warmup_epochs
+                                                                 or plan.warmup_steps):
             raise ValueError("train.schedule and callbacks.reduce_lr_on_plateau both set the learning rate; "
                              "use one of them")
         return self

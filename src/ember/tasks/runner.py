@@ -239,7 +239,8 @@ def train(config_path=None, *, overrides=(), out=None, overwrite=False, quiet=Fa
         callbacks = build_callbacks(config, metrics, staging, n_val > 0, quiet, extra, steps)
         started = time.perf_counter()
         model.fit(x, y, batch_size=config.train.batch_size, epochs=config.train.epochs, verbose=0,
-                  validation_split=split if n_val else 0.0, validation_data=validation, callbacks=callbacks)
+                  validation_split=split if n_val else 0.0, validation_data=validation if n_val else None,
+                  callbacks=callbacks)
         seconds = time.perf_counter() - started
         history = next(c for c in callbacks if isinstance(c, MetricsLogger)).rows
         _check_finite(history)
