@@ -61,6 +61,21 @@ def test_targets_end_in_eos_and_the_decoder_input_starts_with_bos():
     np.testing.assert_array_equal(translation.shifted_right(target), [[2, 7, 8, 9], [2, 5, 0, 0]])
 
 
+def test_inputs_split_into_sentences_and_unknown_characters_are_left_out():
+    assert translation.split_sentences(" Ein Hund bellt. Zwei Katzen schlafen! \"Ja?\" ") == \
+        ["Ein Hund bellt.", "Zwei Katzen schlafen!", '"Ja?"']
+    assert translation.split_sentences("ein Hund, z.b. ein großer") == ["ein Hund, z.b. ein großer"]
+    assert translation.split_sentences("   ") == []
+    from ember.data.subword import SubwordTokenizer
+    tokenizer = SubwordTokenizer("bpe", vocab_size=80, lowercase=False, reversible=True,
+                                 special_tokens=translation.SPECIAL)
+    tokenizer.adapt(["Ein Hund bellt.", "Zwei Katzen schlafen."] * 3)
+    assert 1 in tokenizer.encode(["Hund ☃ Katzen"])[0]
+    ids = translation.encode_sources(tokenizer, ["Hund ☃ Katzen", "☃"])
+    assert 1 not in ids and ids[1, (ids[1] != 0).sum() - 1] == 3  # a space and [EOS] are left
+    assert tokenizer.decode(ids[:1, :-1]) == ["Hund  Katzen"] and ids[0, (ids[0] != 0).sum() - 1] == 3
+
+
 def test_per_step_schedule_warms_up_then_decays():
     cosine = Schedule(name="cosine", warmup_steps=10)
     lrs = [cosine.at_step(step, 20, 3, 1.0) for step in range(60)]
@@ -177,6 +192,7 @@ def test_translate_handles_long_empty_and_unknown_input(short_run):
     out = json.loads(result.stdout)
     assert [r["input"] for r in out][:3] == ["Ein Mann fährt Fahrrad.", "", "☃ 漢字 Ω≈ç"]
     assert all(isinstance(r["translation"], str) for r in out) and out[0]["translation"]
+    assert out[1]["translation"] == "" and out[3]["translation"].count(".") >= 6  # one sentence at a time
     greedy = ember("translate", model, "-", "--beam", "1", stdin="Ein Hund läuft.\nZwei Frauen lachen.\n")
     assert greedy.returncode == 0 and len(greedy.stdout.splitlines()) == 2
 

@@ -9,6 +9,7 @@ and greedily (`test_bleu_greedy`), scored by sacreBLEU on detokenized text again
 `ember translate MODEL "Ein Mann fährt Fahrrad."` translates any text; `--beam N` sets the beam.
 """
 import dataclasses
+import re
 import time
 from pathlib import Path
 from typing import Literal
@@ -22,7 +23,7 @@ from ember.data.sequences import TokenBatches
 from ember.data.subword import SubwordTokenizer
 from ember.errors import DatasetError, ModelFileError
 from ember.models import decoding
-from ember.models.translation import BOS, EOS, PAD, Translator
+from ember.models.translation import BOS, EOS, PAD, UNK, Translator
 from ember.tasks import config as config_lib
 from ember.tasks.config import ConfigError, RunConfig, Section
 from ember.tasks.model_specs import ModelSpec, create_registered
@@ -32,6 +33,9 @@ from ember.train.losses import SparseCategoricalCrossentropy
 SPECIAL = ["[BOS]", "[EOS]"]  # ids 2 and 3, after padding and [UNK]
 EXAMPLES = 10  # test translations shown in the report
 TRANSLATOR_MODELS = ("transformer_translator", "gru_translator")
+# a sentence ends at . ! or ? followed by space and a capital, digit or opening quote (German capitalizes nouns,
+# so an abbreviation before a noun splits too: harmless, each piece is translated)
+SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+(?=[A-ZÄÖÜ0-9\"„'(])")
 
 
 class Data(Section):
@@ -135,7 +139,17 @@ def load_data(*, dataset="multi30k", source="de", target="en", vocab_size=8000, 
 
 
 def encode_sources(tokenizer: SubwordTokenizer, texts) -> np.ndarray:
-    return with_end(tokenizer.encode([str(t) for t in texts]))
+    """Source ids ending in [EOS]. Characters the vocabulary never saw ([UNK]) are left out: every training
+    character is in the vocabulary, so the model never learned what [UNK] means."""
+    ids = tokenizer.encode([str(t) for t in texts])
+    ids[ids == UNK] = PAD
+    ids = np.take_along_axis(ids, np.argsort(ids == PAD, axis=1, kind="stable"), axis=1)  # real ids first, in order
+    return with_end(ids)
+
+
+def split_sentences(text: str) -> list[str]:
+    """The sentences of `text` (the model was trained on one sentence at a time); none for blank text."""
+    return [part for part in SENTENCE_BREAK.split(str(text).strip()) if part]
 
 
 def translate_texts(model: Translator, tokenizer: SubwordTokenizer, texts, *, beam_size=1, length_penalty=1.0,
@@ -297,14 +311,18 @@ class Translation:
         return sections
 
     def predict(self, model, inputs, top_k: int = 1, *, beam_size=None, max_length=None) -> list[dict]:
-        """Translations of the input texts (`top_k` is not used: one translation each)."""
+        """Translations of the input texts (`top_k` is not used: one translation each). A text of several
+        sentences is translated sentence by sentence; a blank one translates to ""."""
         settings = self.decoding(model)
         texts = [str(text) for text in inputs]
-        translations = translate_texts(model, self.tokenizer(model), texts,
-                                       beam_size=beam_size or settings.beam_size,
-                                       length_penalty=settings.length_penalty,
-                                       max_length=max_length or settings.max_length, batch_size=settings.batch_size)
-        return [{"input": text, "translation": translation} for text, translation in zip(texts, translations)]
+        sentences = [split_sentences(text) for text in texts]
+        translated = iter(translate_texts(model, self.tokenizer(model), [s for parts in sentences for s in parts],
+                                          beam_size=beam_size or settings.beam_size,
+                                          length_penalty=settings.length_penalty,
+                                          max_length=max_length or settings.max_length,
+                                          batch_size=settings.batch_size))
+        return [{"input": text, "translation": " ".join(next(translated) for _ in parts)}
+                for text, parts in zip(texts, sentences)]
 
 
 def _history(path: Path) -> list[dict]:
