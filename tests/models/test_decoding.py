@@ -14,7 +14,7 @@ from tests.conftest import assert_close
 
 TRANSLATORS = [lambda: TransformerTranslator(60, hidden_dim=32, num_heads=4, intermediate_dim=64, encoder_layers=2,
                                              decoder_layers=2),
-               lambda: GRUTranslator(60, embedding_dim=16, units=24)]
+               lambda: GRUTranslator(60, embedding_dim=16, units=24, tie_embeddings=False)]
 
 
 def sources(batch=5, steps=9, vocabulary=60):
@@ -142,3 +142,5 @@ def test_translators_save_and_load_with_identical_outputs(build, tmp_path):
     with torch.no_grad():
         assert_close(loaded(source, target), model(source, target))
     assert type(loaded) is type(model) and loaded.count_params() == model.count_params()
+    assert loaded.tie_embeddings == model.tie_embeddings
+    assert ("output_embeddings" in dict(model.named_parameters())) is not model.tie_embeddings

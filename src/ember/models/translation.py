@@ -1,7 +1,7 @@
 """Encoder–decoder translators: token ids of a source sentence in, scores of the next target token out.
 
 Both models share one vocabulary between source and target (a joint subword tokenizer), whose embedding
-table is also the output projection (tied embeddings, Press & Wolf 2017). Training calls
+table is also the output projection unless `tie_embeddings=False` (tied embeddings, Press & Wolf 2017). Training calls
 `model(source, target_in)` (teacher forcing: the target shifted right after [BOS]) and gets logits for every
 target step; decoding (`ember.models.decoding`) calls `encode` once and `next_logits` per step, with a cache
 so each step costs one token's work.
@@ -35,13 +35,16 @@ class Translator(Model):
 
     input_dtype = torch.int64
 
-    def __init__(self, vocabulary_size: int, embedding_dim: int, *, name=None):
+    def __init__(self, vocabulary_size: int, embedding_dim: int, *, tie_embeddings: bool = True, name=None):
         super().__init__(name=name)
         if vocabulary_size <= EOS + 1:
             raise ValueError(f"a translator needs a vocabulary beyond its {EOS + 1} special tokens, "
                              f"got vocabulary_size={vocabulary_size}")
         self.vocabulary_size, self.embedding_dim = int(vocabulary_size), int(embedding_dim)
         self.embeddings = nn.Parameter(torch.randn(self.vocabulary_size, self.embedding_dim) * embedding_dim ** -0.5)
+        self.tie_embeddings = bool(tie_embeddings)
+        if not self.tie_embeddings:  # a separate output projection, initialized as the embedding
+            self.output_embeddings = nn.Parameter(torch.randn_like(self.embeddings) * embedding_dim ** -0.5)
 
     def _finish_building(self):
         """Build the lazy ember layers with one dummy pair, so the weights exist before training or loading."""
@@ -58,7 +61,7 @@ class Translator(Model):
         return self.output_logits(self.decode_features(target, state, cache, start))
 
     def output_logits(self, features):
-        return F.linear(features, self.embeddings)
+        return F.linear(features, self.embeddings if self.tie_embeddings else self.output_embeddings)
 
     def next_logits(self, prefix, state, cache=None):
         """(batch, vocabulary) scores of the token after `prefix` (batch, steps), [BOS] first. With a cache
@@ -89,12 +92,14 @@ class TransformerTranslator(Translator):
     """
 
     def __init__(self, vocabulary_size, hidden_dim=256, num_heads=4, intermediate_dim=1024, encoder_layers=3,
-                 decoder_layers=3, dropout=0.1, attention_dropout=None, name=None):
-        super().__init__(vocabulary_size, hidden_dim, name=name or "transformer_translator")
+                 decoder_layers=3, dropout=0.1, attention_dropout=None, tie_embeddings=True, name=None):
+        super().__init__(vocabulary_size, hidden_dim, tie_embeddings=tie_embeddings,
+                         name=name or "transformer_translator")
         attention_dropout = dropout if attention_dropout is None else attention_dropout
         self._config = {"vocabulary_size": vocabulary_size, "hidden_dim": hidden_dim, "num_heads": num_heads,
                         "intermediate_dim": intermediate_dim, "encoder_layers": encoder_layers,
-                        "decoder_layers": decoder_layers, "dropout": dropout, "attention_dropout": attention_dropout}
+                        "decoder_layers": decoder_layers, "dropout": dropout, "attention_dropout": attention_dropout,
+                        "tie_embeddings": tie_embeddings}
         if not 0 <= attention_dropout < 1:
             raise ValueError(f"attention_dropout must be in [0, 1), got {attention_dropout!r}")
         arguments = {"intermediate_dim": intermediate_dim, "num_heads": num_heads, "dropout": dropout,
@@ -152,10 +157,10 @@ class GRUTranslator(Translator):
     >>> model = GRUTranslator(8000, embedding_dim=256, units=512)
     """
 
-    def __init__(self, vocabulary_size, embedding_dim=256, units=512, dropout=0.2, name=None):
-        super().__init__(vocabulary_size, embedding_dim, name=name or "gru_translator")
+    def __init__(self, vocabulary_size, embedding_dim=256, units=512, dropout=0.2, tie_embeddings=True, name=None):
+        super().__init__(vocabulary_size, embedding_dim, tie_embeddings=tie_embeddings, name=name or "gru_translator")
         self._config = {"vocabulary_size": vocabulary_size, "embedding_dim": embedding_dim, "units": units,
-                        "dropout": dropout}
+                        "dropout": dropout, "tie_embeddings": tie_embeddings}
         self.units = int(units)
         self.dropout = layers.Dropout(dropout)
         self.encoder = layers.Bidirectional(layers.GRU(units, return_sequences=True))
@@ -201,16 +206,17 @@ TRANSLATORS = {cls.__name__: cls for cls in (TransformerTranslator, GRUTranslato
 
 @register_model("transformer_translator")
 def transformer_translator(vocabulary_size, hidden_dim=256, num_heads=4, intermediate_dim=1024, encoder_layers=3,
-                           decoder_layers=3, dropout=0.1, attention_dropout=None) -> TransformerTranslator:
-    """Pre-LayerNorm Transformer encoder–decoder with tied embeddings (see TransformerTranslator)."""
+                           decoder_layers=3, dropout=0.1, attention_dropout=None,
+                           tie_embeddings=True) -> TransformerTranslator:
+    """Pre-LayerNorm Transformer encoder–decoder, embeddings tied by default (see TransformerTranslator)."""
     return TransformerTranslator(vocabulary_size, hidden_dim, num_heads, intermediate_dim, encoder_layers,
-                                 decoder_layers, dropout, attention_dropout)
+                                 decoder_layers, dropout, attention_dropout, tie_embeddings)
 
 
 @register_model("gru_translator")
-def gru_translator(vocabulary_size, embedding_dim=256, units=512, dropout=0.2) -> GRUTranslator:
-    """Bidirectional-GRU encoder, GRU decoder with Luong attention, tied embeddings (see GRUTranslator)."""
-    return GRUTranslator(vocabulary_size, embedding_dim, units, dropout)
+def gru_translator(vocabulary_size, embedding_dim=256, units=512, dropout=0.2, tie_embeddings=True) -> GRUTranslator:
+    """Bidirectional-GRU encoder, GRU decoder with Luong attention (see GRUTranslator)."""
+    return GRUTranslator(vocabulary_size, embedding_dim, units, dropout, tie_embeddings)
 
 
 __all__ = ["Translator", "TransformerTranslator", "GRUTranslator", "KVCache", "TRANSLATORS"]
