@@ -15,7 +15,7 @@ import torch
 from ember.data.sequences import TokenBatches
 from ember.datasets import multi30k, store
 from ember.tasks import runner, translation
-from ember.tasks.config import Schedule, load_config
+from ember.tasks.config import ConfigError, Schedule, load_config
 from ember.train.losses import SparseCategoricalCrossentropy
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -96,6 +96,20 @@ def test_label_smoothing_matches_torch_and_ignores_padding():
     assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
     with pytest.raises(ValueError, match="label_smoothing"):
         SparseCategoricalCrossentropy(label_smoothing=1.0)
+
+
+def test_val_bleu_can_be_monitored_and_higher_is_better():
+    from ember.train.callbacks import _improved
+    config = load_config(TRANSFORMER, ["callbacks.checkpoints.monitor=val_bleu", "callbacks.checkpoints.save_best=true",
+                                       "callbacks.early_stopping={monitor: val_bleu, patience: 2}"])
+    bleu = translation.ValidationBleu(None, ([], []), 8)
+    found = runner.build_callbacks(config, [], Path("/nonexistent"), True, True, [bleu], 10)
+    assert found[1] is bleu and [c.monitor for c in found if hasattr(c, "monitor")] == ["loss", "val_bleu", "val_bleu"]
+    assert _improved("val_bleu", "auto")[1] == "max"
+    with pytest.raises(ConfigError, match="'val_blue' is not a logged metric"):
+        runner.build_callbacks(load_config(TRANSFORMER, ["callbacks.checkpoints.monitor=val_blue",
+                                                         "callbacks.checkpoints.save_best=true"]), [],
+                               Path("/nonexistent"), True, True, [bleu], 10)
 
 
 # -- configs ----------------------------------------------------------------------------------------

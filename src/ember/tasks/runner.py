@@ -107,11 +107,16 @@ class MetricsLogger(callbacks_lib.Callback):
             f.write(json.dumps(row) + "\n")
 
 
-def _monitor(name: str | None, metrics, has_validation: bool, key: str) -> str:
+def _monitor(name: str | None, metrics, has_validation: bool, key: str, extra=()) -> str:
+    """`name` checked against what the epochs log: the loss, the metrics, their val_ forms, and `extra`
+    (what the task's own callbacks log, e.g. val_bleu)."""
     if name is None:
         return "val_loss" if has_validation else "loss"
     logged = ["loss", *metrics]
     logged += [f"val_{m}" for m in logged]
+    if name in extra:
+        return name
+    logged += list(extra)
     if name not in logged:
         raise config_lib.ConfigError(f"{key}: {name!r} is not a logged metric{config_lib.did_you_mean(name, logged)}; "
                                      f"logged: {', '.join(logged)}")
@@ -124,6 +129,7 @@ def _monitor(name: str | None, metrics, has_validation: bool, key: str) -> str:
 def build_callbacks(config, metrics, run_dir: Path, has_validation: bool, quiet: bool, task_callbacks=(),
                     steps_per_epoch: int = 1) -> list:
     section, plan = config.callbacks, config.train.schedule
+    extra = [name for callback in task_callbacks for name in getattr(callback, "logged", ())]
     # the task's own (e.g. val_bleu) first: the logger and the progress line then see what they add to the logs
     found = [*task_callbacks, MetricsLogger(run_dir / "metrics.jsonl")]
     if not quiet:  # before the callbacks that print, so their lines follow the epoch's
@@ -145,18 +151,18 @@ def build_callbacks(config, metrics, run_dir: Path, has_validation: bool, quiet:
     if ckpt.save_last:
         found.append(callbacks_lib.ModelCheckpoint(run_dir / "checkpoints" / "last.ember", monitor="loss"))
     if ckpt.save_best:
-        monitor = _monitor(ckpt.monitor, metrics, has_validation, "callbacks.checkpoints.monitor")
+        monitor = _monitor(ckpt.monitor, metrics, has_validation, "callbacks.checkpoints.monitor", extra)
         found.append(callbacks_lib.ModelCheckpoint(run_dir / "checkpoints" / "best.ember", monitor=monitor,
                                                    save_best_only=True))
     if section.early_stopping is not None:
         es = section.early_stopping
-        monitor = _monitor(es.monitor, metrics, has_validation, "callbacks.early_stopping.monitor")
+        monitor = _monitor(es.monitor, metrics, has_validation, "callbacks.early_stopping.monitor", extra)
         found.append(callbacks_lib.EarlyStopping(monitor=monitor, patience=es.patience, min_delta=es.min_delta,
                                                  restore_best_weights=es.restore_best_weights,
                                                  verbose=0 if quiet else 1))
     if section.reduce_lr_on_plateau is not None:
         rl = section.reduce_lr_on_plateau
-        monitor = _monitor(rl.monitor, metrics, has_validation, "callbacks.reduce_lr_on_plateau.monitor")
+        monitor = _monitor(rl.monitor, metrics, has_validation, "callbacks.reduce_lr_on_plateau.monitor", extra)
         found.append(callbacks_lib.ReduceLROnPlateau(monitor=monitor, factor=rl.factor, patience=rl.patience,
                                                      min_lr=rl.min_lr, verbose=0 if quiet else 1))
     return found

@@ -177,7 +177,10 @@ def bleu(hypotheses, references):
 
 class ValidationBleu(callbacks_lib.Callback):
     """After each epoch: greedy translations of the first validation pairs -> `val_bleu` and the minutes
-    since training began (`minutes`, this scoring included) in the epoch's logs."""
+    since training began (`minutes`, this scoring included) in the epoch's logs. Checkpoints and early
+    stopping may monitor val_bleu (higher is better)."""
+
+    logged = ("val_bleu", "minutes")
 
     def __init__(self, tokenizer, texts, batch_size: int):
         super().__init__()

@@ -71,7 +71,8 @@ class History(Callback):
 
 def _improved(monitor: str, mode: str):
     if mode == "auto":
-        mode = "max" if any(w in monitor for w in ("acc", "auc", "precision", "recall", "f1")) else "min"
+        higher_is_better = ("acc", "auc", "precision", "recall", "f1", "bleu", "ndcg", "hr@")
+        mode = "max" if any(w in monitor for w in higher_is_better) else "min"
     if mode not in ("min", "max"):
         raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
     return (lambda a, b: a > b) if mode == "max" else (lambda a, b: a < b), mode
