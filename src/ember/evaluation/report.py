@@ -42,6 +42,12 @@ def highest_loss(y_true, probabilities, k: int) -> list[tuple[int, int, float]]:
     return [(int(i), int(p), float(probabilities[i, p])) for i, p in zip(worst, predicted)]
 
 
+def table_cell(text, limit: int = 120) -> str:
+    """`text` fit for a Markdown table cell: pipes escaped, cut to `limit` characters with an ellipsis."""
+    text = str(text).replace("|", "\\|")
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
 def top_k(inputs, probabilities, class_names, k: int) -> list[dict]:
     """`ember predict` output: for each input, its k most probable classes."""
     order = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]

@@ -77,6 +77,7 @@ def beam_search(model, source, *, beam_size: int = 4, length_penalty: float = 1.
     source = source.to(model.device)
     device, k = source.device, beam_size
     limits = length_limits(source, max_length).to(device)
+    limit = limits.tolist()
     state = model.encode(source)
     state, _ = model.reorder(state, None, torch.arange(len(source), device=device).repeat_interleave(k))
     cache = model.new_cache(state) if use_cache else None
@@ -107,17 +108,9 @@ def beam_search(model, source, *, beam_size: int = 4, length_penalty: float = 1.
         live_scores, pick = top.masked_fill(token == EOS, float("-inf")).topk(k, dim=1)
         rows = (torch.arange(n, device=device)[:, None] * k + beam.gather(1, pick))
         tokens = token.gather(1, pick)
-        done = []
-        for i, sentence in enumerate(sentences):
-            hypotheses = finished[sentence]
-            if len(hypotheses) >= k:
-                hypotheses.sort(key=lambda h: -h[0])
-                del hypotheses[k:]
-                best_live = float(live_scores[i, 0]) / normalizer
-                done.append(hypotheses[-1][0] >= best_live or step >= int(limits[sentence]))
-            else:
-                done.append(step >= int(limits[sentence]))
-        keep = [i for i, d in enumerate(done) if not d]
+        best_live = (live_scores[:, 0] / normalizer).tolist()  # one host copy per step, not one per sentence
+        keep = [i for i, sentence in enumerate(sentences)
+                if step < limit[sentence] and not _settled(finished[sentence], k, best_live[i])]
         if not keep:
             break
         keep_index = torch.tensor(keep, device=device)
@@ -127,6 +120,16 @@ def beam_search(model, source, *, beam_size: int = 4, length_penalty: float = 1.
         sentences = [sentences[i] for i in keep]
         state, cache = model.reorder(state, cache, rows)
     return [max(hypotheses, key=lambda h: h[0])[1] if hypotheses else [] for hypotheses in finished]
+
+
+def _settled(hypotheses: list, k: int, best_live: float) -> bool:
+    """Whether a sentence has its k best finished hypotheses (kept sorted, best first) and none of its live
+    ones can still beat the worst of them at the current length (Hugging Face's rule)."""
+    if len(hypotheses) < k:
+        return False
+    hypotheses.sort(key=lambda h: -h[0])
+    del hypotheses[k:]
+    return hypotheses[-1][0] >= best_live
 
 
 def translate_ids(model, source, *, beam_size: int = 1, length_penalty: float = 1.0, max_length=None,

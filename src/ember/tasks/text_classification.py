@@ -211,7 +211,8 @@ class TextClassification:
         sections = report.classification_sections(run_dir, metrics, names, config.output.plots, "test texts")
         k = min(config.output.worst_examples, len(data.y_test))
         if k:
-            rows = "\n".join(f"| {_cell(data.test_texts[i])} | {names[data.y_test[i]]} | {names[p]} | {prob:.3f} |"
+            cell = report.table_cell
+            rows = "\n".join(f"| {cell(data.test_texts[i])} | {names[data.y_test[i]]} | {names[p]} | {prob:.3f} |"
                              for i, p, prob in report.highest_loss(data.y_test, details["probabilities"], k))
             sections.append(f"## Highest-loss test texts\n\n| text | true | predicted | probability |\n"
                             f"|---|---|---|---|\n{rows}\n")
@@ -222,11 +223,6 @@ class TextClassification:
         ids = self._vectorizer(model).encode(list(inputs))
         probabilities = model.predict(ids, verbose=0)
         return report.top_k(inputs, probabilities, model.metadata["class_names"], top_k)
-
-
-def _cell(text: str, limit: int = 120) -> str:
-    text = str(text).replace("|", "\\|")
-    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 TASK = TextClassification()

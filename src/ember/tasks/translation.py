@@ -9,6 +9,8 @@ and greedily (`test_bleu_greedy`), scored by sacreBLEU on detokenized text again
 `ember translate MODEL "Ein Mann fährt Fahrrad."` translates any text; `--beam N` sets the beam.
 """
 import dataclasses
+import functools
+import json
 import re
 import time
 from pathlib import Path
@@ -22,6 +24,7 @@ from ember.data.arrays import ArrayData
 from ember.data.sequences import TokenBatches
 from ember.data.subword import SubwordTokenizer
 from ember.errors import DatasetError, ModelFileError
+from ember.evaluation import report
 from ember.models import decoding
 from ember.models.translation import BOS, EOS, PAD, UNK, Translator
 from ember.tasks import config as config_lib
@@ -307,7 +310,8 @@ class Translation:
                             f"the minutes since training began.\n\n{figure}| epoch | minutes | val BLEU |\n"
                             f"|---|---|---|\n{rows}\n")
         sources, references = data.test_texts
-        rows = "\n".join(f"| {_cell(sources[i])} | {_cell(references[i])} | {_cell(details['beam'][i])} |"
+        cell = functools.partial(report.table_cell, limit=140)
+        rows = "\n".join(f"| {cell(sources[i])} | {cell(references[i])} | {cell(details['beam'][i])} |"
                          for i in range(min(EXAMPLES, len(sources))))
         sections.append(f"## Test translations\n\n| source | reference | translation (beam) |\n|---|---|---|\n"
                         f"{rows}\n")
@@ -329,15 +333,9 @@ class Translation:
 
 
 def _history(path: Path) -> list[dict]:
-    import json
     if not path.is_file():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def _cell(text, limit: int = 140) -> str:
-    text = str(text).replace("|", "\\|")
-    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 TASK = Translation()
