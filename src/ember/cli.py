@@ -90,10 +90,43 @@ def _recommend(args):
         print(f"{rank:>3}. {item['title']}{score}")
 
 
+def _export(args):
+    from ember import models
+    from ember.export import export_onnx
+    model = models.load_model(args.model, compile=False)
+    result = export_onnx(model, args.out, opset=args.opset, source=os.path.basename(args.model))
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    print(f"wrote {result['path']} ({result['size_bytes']:,} bytes, opset {result['opset']}) and "
+          f"{result['sidecar']}\nONNX Runtime matches the model: max abs difference {result['max_abs_diff']:.2g}")
+
+
+def _serve(args):
+    from ember.serve import serve
+    serve(args.model, host=args.host, port=args.port, name=args.name, max_batch_size=args.max_batch_size,
+          max_delay_ms=args.max_delay_ms, max_queue=args.max_queue, max_body_bytes=int(args.max_body_mb * 2**20),
+          threads=args.threads, quiet=args.quiet)
+
+
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be 0..65535, got {value}")
     return value
 
 
@@ -166,6 +199,31 @@ def build_parser() -> argparse.ArgumentParser:
     recommend.add_argument("-k", type=_positive, default=10, help="how many items (default 10)")
     recommend.add_argument("--json", action="store_true", help="print machine-readable JSON")
     recommend.set_defaults(handler=_recommend)
+
+    export = commands.add_parser("export", help="export a model file to ONNX (checked against ONNX Runtime)")
+    export.add_argument("model", metavar="MODEL", help="a model.ember")
+    export.add_argument("--format", choices=["onnx"], default="onnx")
+    export.add_argument("--out", required=True, help="the .onnx file to write (its .json sidecar goes beside it)")
+    export.add_argument("--opset", type=_positive, default=18, help="ONNX opset, 17 or newer (default 18)")
+    export.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    export.set_defaults(handler=_export)
+
+    serve = commands.add_parser("serve", help="serve a model over HTTP: KServe v2 REST, /predict, /metrics and "
+                                "a demo page")
+    serve.add_argument("model", metavar="MODEL", help="a model.ember or an exported model.onnx")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=_port, default=8000, help="port (default 8000; 0 picks a free one)")
+    serve.add_argument("--name", help="the model's name in URLs (default: the file's stem)")
+    serve.add_argument("--max-batch-size", type=_positive, default=64,
+                       help="most rows per model batch (default 64; 1 turns batching off)")
+    serve.add_argument("--max-delay-ms", type=_non_negative, default=5.0,
+                       help="how long a batch waits for more requests (default 5)")
+    serve.add_argument("--max-queue", type=_positive, default=256,
+                       help="requests that may wait; more get 503 with Retry-After (default 256)")
+    serve.add_argument("--max-body-mb", type=_non_negative, default=8.0, help="largest request body (default 8)")
+    serve.add_argument("--threads", type=_positive, default=None, help="inference threads (default: the cores)")
+    serve.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    serve.set_defaults(handler=_serve)
     return parser
 
 

@@ -4,6 +4,7 @@ Sources: a folder with one subfolder per class (PNG/JPEG/BMP/GIF through Pillow;
 test/ holding those), and an `.npz` of plain arrays (never unpickled). Errors name the file and say what
 to change.
 """
+import io
 from pathlib import Path
 
 import numpy as np
@@ -93,17 +94,29 @@ def _to_8bit(image):
 
 def read_image(path: Path, color_mode: str, image_size=None) -> np.ndarray:
     """One image file as uint8 (H, W, C), converted to `color_mode` and resized bilinearly with Pillow."""
-    from PIL import Image, UnidentifiedImageError
     try:
-        with Image.open(path) as image:
+        return decode_image(open(path, "rb"), color_mode, image_size, name=str(path))
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: no such image file") from None
+    except OSError as e:  # a folder, no permission
+        raise DatasetError(f"{path}: not a readable image ({e})") from None
+
+
+def decode_image(source, color_mode: str, image_size=None, name: str = "image") -> np.ndarray:
+    """`read_image` for an open binary file or bytes (an upload); errors call it `name`."""
+    from PIL import Image, UnidentifiedImageError
+    if isinstance(source, (bytes, bytearray)):
+        source = io.BytesIO(source)
+    try:
+        with source, Image.open(source) as image:
             image = _to_8bit(image).convert("L" if color_mode == "grayscale" else "RGB")
             if image_size is not None and image.size != (image_size[1], image_size[0]):
                 image = image.resize((image_size[1], image_size[0]), Image.Resampling.BILINEAR)
             array = np.asarray(image, dtype=np.uint8)
-    except FileNotFoundError:
-        raise DatasetError(f"{path}: no such image file") from None
-    except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise DatasetError(f"{path}: not a readable image ({e})") from None
+    except UnidentifiedImageError:
+        raise DatasetError(f"{name}: not a readable image (Pillow knows no image format in it)") from None
+    except (OSError, ValueError, Image.DecompressionBombError) as e:
+        raise DatasetError(f"{name}: not a readable image ({e})") from None
     return array[..., None] if array.ndim == 2 else array
 
 

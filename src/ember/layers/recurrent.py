@@ -16,6 +16,8 @@ from ember.layers.initializers import initialize
 def lengths_of(mask: torch.Tensor) -> torch.Tensor:
     """Valid lengths of right-padded sequences; a mask with gaps (left padding, holes) is an error."""
     lengths = mask.sum(dim=1)
+    if torch.compiler.is_exporting():  # a data-dependent check has no place in an exported graph
+        return lengths
     steps = torch.arange(mask.shape[1], device=mask.device)
     if not torch.equal(mask.bool(), steps[None, :] < lengths[:, None]):
         raise ValueError("recurrent layers need right-padded sequences: the mask must be True for a prefix of "
@@ -84,12 +86,28 @@ class _RNN(Layer):
         outputs are None unless `return_sequences`: nothing reads them, and unpacking is a padded copy)."""
         if lengths is None:
             return self.rnn(x, initial)
+        if torch.compiler.is_exporting():
+            return self._run_unpacked(x, lengths, initial)
         packed = pack_padded_sequence(x, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
         out, states = self.rnn(packed, initial)
         if not self.return_sequences:
             return None, states
         out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
         return out, states
+
+    def _run_unpacked(self, x, lengths, initial):
+        """`run` without packing, for graph export (ONNX has no packed sequences): the padding after each
+        sequence cannot change the steps before it, so the state after its own last token is read off the
+        outputs. An LSTM's final cell state is not among them, hence no `return_state` here."""
+        if self.return_state and isinstance(self.rnn, nn.LSTM):
+            raise ValueError(f"layer {self.name!r}: an LSTM with return_state=True and a padding mask cannot be "
+                             "exported (the cell state after each sequence's last token is not in the graph)")
+        out, _ = self.rnn(x, initial)
+        last = (lengths.clamp(min=1) - 1).to(torch.long)
+        h = out[torch.arange(out.shape[0], device=out.device), last]
+        if self.return_sequences:  # padded steps are zeros, as unpacking leaves them
+            out = out * (torch.arange(out.shape[1], device=out.device)[None, :] < lengths[:, None]).unsqueeze(-1)
+        return out, h.unsqueeze(0)
 
     def _initial(self, initial_state):
         """Keras's `initial_state` (a list of (batch, units) states: [h], or [h, c] for an LSTM) in torch's layout."""

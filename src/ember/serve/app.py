@@ -1,0 +1,428 @@
+"""The HTTP server, on FastAPI: KServe v2 REST, `/predict` for raw inputs, Prometheus `/metrics`, a demo page.
+
+Every request that reaches the model goes through one `MicroBatcher`. Errors are JSON, `{"error": "..."}`,
+with a 4xx status for anything the client can fix (400 bad input, 404 unknown model, 413 body too large,
+415 unsupported content type) and 503 with Retry-After when the queue is full.
+"""
+import asyncio
+import base64
+import binascii
+import contextlib
+import gc
+import json
+import logging
+import socket
+import time
+from importlib import resources
+
+import numpy as np
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from starlette.exceptions import HTTPException
+
+import ember
+from ember.serve.batching import MicroBatcher, QueueFull
+from ember.serve.predictor import NUMPY, InputError, Predictor
+
+DEFAULT_MAX_BODY_BYTES = 8 * 2**20
+_MAX_DRAIN_BYTES = 256 * 2**20  # an oversized body is read and dropped up to this, so the client sees the 413
+# python-multipart logs each parse error; the client gets it as a 400 and the server log stays quiet
+logging.getLogger("python_multipart").setLevel(logging.ERROR)
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+
+
+class HTTPError(Exception):
+    def __init__(self, status: int, message: str, headers: dict | None = None):
+        super().__init__(message)
+        self.status, self.message, self.headers = status, message, headers
+
+
+def _error(status: int, message: str, headers=None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+def _json(data: dict) -> Response:
+    """A JSON response, serialized by orjson (NumPy arrays included) without FastAPI's per-value encoder."""
+    return Response(orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json")
+
+
+class _Metrics:
+    """Prometheus metrics in a registry of the app's own (two apps in one process don't collide)."""
+
+    def __init__(self, batcher_waiting):
+        self.registry = CollectorRegistry()
+        self.requests = Counter("ember_requests", "HTTP requests by route, method and status",
+                                ["route", "method", "status"], registry=self.registry)
+        self.latency = Histogram("ember_request_duration_seconds", "Time from request to response, by route",
+                                 ["route"], buckets=_LATENCY_BUCKETS, registry=self.registry)
+        self.batch_size = Histogram("ember_batch_size", "Rows per model batch", buckets=_BATCH_BUCKETS,
+                                    registry=self.registry)
+        self.inference = Histogram("ember_inference_duration_seconds", "Time per model batch",
+                                   buckets=_LATENCY_BUCKETS, registry=self.registry)
+        Gauge("ember_queue_depth", "Requests waiting for the model", registry=self.registry).set_function(
+            batcher_waiting)
+
+    def batch(self, rows: int, seconds: float) -> None:
+        self.batch_size.observe(rows)
+        self.inference.observe(seconds)
+
+
+class _Guard:
+    """ASGI middleware: refuses bodies over `max_body_bytes` (413, also when streamed without a length),
+    records every request's route, status and latency, and serves `fast` routes itself.
+
+    `fast` maps (method, path) to (route label, `async handler(body) -> Response`): the inference route
+    runs there, outside FastAPI's middleware and dependency machinery, which cost more event-loop time per
+    request than the whole of parsing, checking and answering an infer request (FastAPI still documents
+    the route and answers it when reached another way)."""
+
+    def __init__(self, app, max_body_bytes: int, metrics: _Metrics, fast: dict | None = None):
+        self.app, self.max_body_bytes, self.metrics, self.fast = app, max_body_bytes, metrics, fast or {}
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        start, status = time.perf_counter(), [500]
+        limit = self.max_body_bytes
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        too_large = f"the request body is larger than the limit of {limit:,} bytes"
+        fast = self.fast.get((scope.get("method"), scope.get("path")))
+        label = fast[0] if fast else None
+        if length is not None and length.isdigit() and int(length) > limit:
+            await _drain(receive, {"type": "http.request", "more_body": True})
+            status[0] = 413
+            await _error(413, too_large)(scope, receive, send)
+            self._record(scope, status[0], start, label)
+            return
+        received = [0]
+
+        async def counting_receive():
+            message = await receive()
+            if message["type"] == "http.request":
+                received[0] += len(message.get("body", b""))
+                if received[0] > limit:
+                    await _drain(receive, message)
+                    raise HTTPException(413, too_large)
+            return message
+
+        async def recording_send(message):
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            if fast is None:
+                await self.app(scope, counting_receive, recording_send)
+                return
+            try:
+                response = await fast[1](await _read_body(counting_receive))
+            except Exception as e:
+                response = error_response(e)
+            await response(scope, receive, recording_send)
+        finally:
+            self._record(scope, status[0], start, label)
+
+    def _record(self, scope, status: int, start: float, route: str | None = None) -> None:
+        route = route or getattr(scope.get("route"), "path", "unmatched")
+        self.metrics.requests.labels(route, scope.get("method", ""), str(status)).inc()
+        self.metrics.latency.labels(route).observe(time.perf_counter() - start)
+
+
+async def _read_body(receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise HTTPError(400, "the client went away before sending the whole body")
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+def error_response(e: Exception) -> JSONResponse:
+    """The JSON error for an exception raised while answering a request."""
+    if isinstance(e, HTTPError):
+        return _error(e.status, e.message, e.headers)
+    if isinstance(e, InputError):
+        return _error(400, str(e))
+    if isinstance(e, QueueFull):
+        return _error(503, f"the server is busy ({e}); retry shortly", {"Retry-After": "1"})
+    if isinstance(e, HTTPException):
+        return _error(e.status_code, str(e.detail), getattr(e, "headers", None))
+    logging.getLogger("ember.serve").error("internal error", exc_info=e)
+    return _error(500, f"internal error: {type(e).__name__}")
+
+
+async def _drain(receive, message) -> None:
+    """Read and drop the rest of a request body (clients that send it all before reading the response would
+    otherwise see the connection reset instead of the error)."""
+    dropped = 0
+    while message.get("more_body") and message["type"] == "http.request" and dropped < _MAX_DRAIN_BYTES:
+        message = await receive()
+        dropped += len(message.get("body", b""))
+
+
+def _demo_page(name: str) -> str:
+    page = resources.files("ember.serve").joinpath("static/index.html").read_text(encoding="utf-8")
+    return page.replace("{{MODEL_NAME_JSON}}", json.dumps(name).replace("<", "\\u003c"))
+
+
+# -- request bodies to arrays --------------------------------------------------------------------
+def _json_body(body: bytes):
+    if not body:
+        raise InputError("the request body is empty: send JSON")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as e:  # also invalid UTF-8, and nesting deeper than 1024
+        raise InputError(f"malformed JSON: {e}") from None
+
+
+def _numbers(data, datatype: str, what: str) -> np.ndarray:
+    try:
+        array = np.asarray(data)
+    except ValueError:
+        raise InputError(f"{what}: nested lists of different lengths") from None
+    floating = datatype.startswith("FP")
+    allowed = "fiub" if floating else "iu"
+    if array.dtype.kind not in allowed:
+        kind = "numbers" if floating else "integers"
+        raise InputError(f"{what}: datatype {datatype} needs {kind}, got {_describe(array)}")
+    return array.astype(NUMPY[datatype])
+
+
+def _describe(array: np.ndarray) -> str:
+    return {"U": "strings", "f": "fractions", "O": "mixed values", "b": "booleans"}.get(array.dtype.kind,
+                                                                                       str(array.dtype))
+
+
+def infer_input(payload, predictor: Predictor) -> np.ndarray:
+    """The input array of a KServe v2 infer request, checked against the model."""
+    spec = predictor.input
+    if not isinstance(payload, dict) or "inputs" not in payload:
+        raise InputError('the body must be a JSON object with "inputs" (KServe v2 inference request)')
+    inputs = payload["inputs"]
+    if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
+        raise InputError(f'"inputs" must be a list of one tensor object (the model\'s input {spec["name"]!r})')
+    tensor = inputs[0]
+    missing = [k for k in ("name", "shape", "datatype", "data") if k not in tensor]
+    if missing:
+        raise InputError(f"inputs[0]: missing {', '.join(map(repr, missing))}")
+    if tensor["name"] != spec["name"]:
+        raise InputError(f"inputs[0].name: unknown input {tensor['name']!r}; the model's input is {spec['name']!r}")
+    shape = tensor["shape"]
+    if not isinstance(shape, list) or not shape or not all(type(d) is int and d >= 0 for d in shape):
+        raise InputError(f"inputs[0].shape: must be a list of non-negative integers, got {shape!r}")
+    datatype = tensor["datatype"]
+    if datatype == "BYTES" and predictor.kind == "text":
+        texts = tensor["data"] if isinstance(tensor["data"], list) else [tensor["data"]]
+        if len(shape) != 1 or shape[0] != len(texts):
+            raise InputError(f"inputs[0].shape: {shape} does not match {len(texts)} texts (use [{len(texts)}])")
+        return predictor.from_texts(texts, "inputs[0].data")
+    if datatype != spec["datatype"]:
+        raise InputError(f"inputs[0].datatype: {datatype!r}, but the model takes {spec['datatype']!r}"
+                         + (' (or "BYTES" for raw text)' if predictor.kind == "text" else ""))
+    array = _numbers(tensor["data"], datatype, "inputs[0].data")
+    count = int(np.prod(shape))
+    if array.size != count:
+        raise InputError(f"inputs[0].data: {array.size} values, but shape {shape} holds {count}")
+    return predictor.check(array.reshape(shape), "inputs[0]")
+
+
+async def predict_input(request: Request, predictor: Predictor) -> np.ndarray:
+    """The input array of a `/predict` request: an uploaded image (multipart), or JSON with "text"/"texts",
+    "instances" (samples as nested lists) or "image" (base64, a data URL works)."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "multipart/form-data":
+        return await _upload(request, predictor)
+    if content_type not in ("application/json", ""):
+        raise HTTPError(415, f"unsupported content type {content_type!r}: send application/json or a "
+                             "multipart/form-data image upload")
+    payload = _json_body(await request.body())
+    if not isinstance(payload, dict):
+        raise InputError('the body must be a JSON object with "text", "texts", "instances" or "image"')
+    if "text" in payload or "texts" in payload:
+        key = "text" if "text" in payload else "texts"
+        texts = [payload[key]] if key == "text" else payload[key]
+        return predictor.from_texts(texts if isinstance(texts, list) else [None], key)
+    if "instances" in payload:
+        instances = payload["instances"]
+        if not isinstance(instances, list) or not instances:
+            raise InputError('"instances" must be a non-empty list of samples')
+        return predictor.check(_numbers(instances, predictor.input["datatype"], "instances"), "instances")
+    if "image" in payload:
+        if not isinstance(payload["image"], str):
+            raise InputError('"image" must be a base64 string')
+        encoded = payload["image"].split(",", 1)[-1]
+        try:
+            data = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError):
+            raise InputError('"image": not valid base64') from None
+        return predictor.from_image(data, '"image"')
+    raise InputError(f'the body needs one of "text", "texts", "instances", "image"; got keys {sorted(payload)}')
+
+
+async def _upload(request: Request, predictor: Predictor) -> np.ndarray:
+    try:
+        form = await request.form(max_files=1, max_fields=8)
+    except HTTPException:
+        raise
+    except Exception as e:  # python-multipart's parse errors
+        raise InputError(f"malformed multipart body: {e}") from None
+    try:
+        uploads = [v for v in form.values() if hasattr(v, "read")]
+        if not uploads:
+            raise InputError('the multipart body has no file: send the image as the "file" field')
+        upload = form.get("file") if hasattr(form.get("file"), "read") else uploads[0]
+        data = await upload.read()
+    finally:
+        await form.close()
+    if not data:
+        raise InputError(f"upload {upload.filename!r} is empty")
+    return predictor.from_image(data, f"upload {upload.filename!r}")
+
+
+# -- the app ------------------------------------------------------------------------------------
+def create_app(predictor: Predictor, *, max_batch_size: int = 64, max_delay_ms: float = 5.0, max_queue: int = 256,
+               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, on_ready=None) -> FastAPI:
+    """The FastAPI app serving `predictor` (see the module docstring); `on_ready()` runs once it is ready."""
+    metrics: _Metrics | None = None
+    batcher = MicroBatcher(predictor.run, predictor.collate, max_batch_size=max_batch_size,
+                           max_delay_ms=max_delay_ms, max_queue=max_queue,
+                           on_batch=lambda rows, seconds: metrics.batch(rows, seconds))
+    metrics = _Metrics(lambda: batcher.waiting)
+    page = _demo_page(predictor.name)
+    state = {"ready": False}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        batcher.start()
+        await asyncio.get_running_loop().run_in_executor(None, predictor.warm_up)
+        # the model, torch and the app are long-lived: keep them out of the garbage collector's scans, which
+        # otherwise stall every in-flight request for ~90 ms now and then (seen with the SST-2 BiLSTM)
+        gc.collect()
+        gc.freeze()
+        state["ready"] = True
+        if on_ready is not None:
+            on_ready()
+        yield
+        state["ready"] = False
+        await batcher.stop()
+
+    app = FastAPI(title=f"ember: {predictor.name}", version=ember.__version__, lifespan=lifespan,
+                  description=f"Model {predictor.name!r} ({predictor.task or 'arrays'}, {predictor.platform}). "
+                              "KServe v2 REST under /v2, raw inputs at /predict, Prometheus at /metrics.")
+
+    for kind in (HTTPError, InputError, QueueFull, HTTPException):
+        app.add_exception_handler(kind, lambda request, e: error_response(e))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request, e: RequestValidationError):
+        first = e.errors()[0] if e.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return _error(400, f"{where}: {first.get('msg', 'invalid request')}")
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request, e: Exception):  # a bug: JSON still, and the traceback in the server log
+        return _error(500, f"internal error: {type(e).__name__}")
+
+    def _model(name: str):
+        if name != predictor.name:
+            raise HTTPError(404, f"unknown model {name!r}; this server serves {predictor.name!r}")
+
+    async def _run(array: np.ndarray) -> np.ndarray:
+        try:
+            return await batcher.submit(array)
+        except (QueueFull, InputError, HTTPError):
+            raise
+        except Exception as e:  # the model itself failed on this input
+            raise HTTPError(500, f"inference failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def demo():
+        return HTMLResponse(page)
+
+    @app.get("/v2", summary="Server metadata (KServe v2)")
+    async def server_metadata():
+        return {"name": "ember", "version": ember.__version__, "extensions": []}
+
+    @app.get("/v2/health/live", summary="Liveness (KServe v2)")
+    async def live():
+        return {"live": True}
+
+    @app.get("/v2/health/ready", summary="Readiness (KServe v2)")
+    async def ready():
+        return JSONResponse({"ready": state["ready"]}, status_code=200 if state["ready"] else 503)
+
+    @app.get("/v2/models/{name}", summary="Model metadata (KServe v2)")
+    async def model_metadata(name: str):
+        _model(name)
+        return predictor.describe()
+
+    @app.get("/v2/models/{name}/ready", summary="Model readiness (KServe v2)")
+    async def model_ready(name: str):
+        _model(name)
+        return JSONResponse({"name": name, "ready": state["ready"]}, status_code=200 if state["ready"] else 503)
+
+    infer_body = {"requestBody": {"required": True, "content": {"application/json": {"example": {
+        "id": "1", "inputs": [{"name": predictor.input["name"], "datatype": predictor.input["datatype"],
+                               "shape": [1, *(d if d > 0 else 8 for d in predictor.input["shape"][1:])],
+                               "data": "<values, flat or nested>"}]}}}}}
+
+    async def infer_body_to_response(body: bytes) -> Response:
+        payload = _json_body(body)
+        array = infer_input(payload, predictor)
+        outputs = await _run(array)
+        response = {"model_name": predictor.name, "model_version": "1",
+                    "outputs": [{"name": predictor.output["name"], "datatype": "FP32", "shape": list(outputs.shape),
+                                 "data": np.ascontiguousarray(outputs.reshape(-1), dtype=np.float32)}]}
+        if isinstance(payload.get("id"), str):
+            response["id"] = payload["id"]
+        return _json(response)
+
+    @app.post("/v2/models/{name}/infer", summary="Inference (KServe v2)", openapi_extra=infer_body)
+    async def infer(name: str, request: Request):
+        _model(name)
+        return await infer_body_to_response(await request.body())
+
+    predict_body = {"requestBody": {"required": True, "content": {
+        "application/json": {"examples": {"text": {"value": {"text": "a gripping, funny film"}},
+                                          "instances": {"value": {"instances": [[0.0]]}}}},
+        "multipart/form-data": {"schema": {"type": "object", "properties": {
+            "file": {"type": "string", "format": "binary"}}}}}}}
+
+    @app.post("/predict", summary="Top-k classes of raw inputs: an image upload, text, or arrays",
+              openapi_extra=predict_body)
+    async def predict(request: Request, top_k: int = 3):
+        if top_k < 1:
+            raise InputError(f"top_k must be at least 1, got {top_k}")
+        array = await predict_input(request, predictor)
+        probabilities = await _run(array)
+        if probabilities.ndim != 2:
+            raise HTTPError(400, f"model {predictor.name!r} does not output class probabilities: use "
+                                 f"/v2/models/{predictor.name}/infer")
+        return _json({"model_name": predictor.name, "predictions": predictor.top_k(probabilities, top_k)})
+
+    @app.get("/metrics", summary="Prometheus metrics")
+    async def prometheus():
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    fast = {("POST", f"/v2/models/{predictor.name}/infer"): ("/v2/models/{name}/infer", infer_body_to_response)}
+    return _Guard(app, max_body_bytes, metrics, fast)
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on host:port (port 0: a free one), so the caller knows the port before serving."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        raise OSError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+    sock.listen(2048)
+    return sock
