@@ -5,6 +5,7 @@ Errors the user can fix print one line on stderr and exit with code 2; `--debug`
 import argparse
 import json
 import os
+import re
 import signal
 import sys
 
@@ -118,9 +119,15 @@ def _positive(text: str) -> int:
 
 def _non_negative(text: str) -> float:
     value = float(text)
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number, 0 or more, got {text}")
     return value
+
+
+def _model_name(text: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", text):
+        raise argparse.ArgumentTypeError(f"must be letters, digits, '.', '_' or '-' (it goes into URLs), got {text!r}")
+    return text
 
 
 def _port(text: str) -> int:
@@ -213,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("model", metavar="MODEL", help="a model.ember or an exported model.onnx")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=_port, default=8000, help="port (default 8000; 0 picks a free one)")
-    serve.add_argument("--name", help="the model's name in URLs (default: the file's stem)")
+    serve.add_argument("--name", type=_model_name, help="the model's name in URLs (default: the file's stem)")
     serve.add_argument("--max-batch-size", type=_positive, default=64,
                        help="most rows per model batch (default 64; 1 turns batching off)")
     serve.add_argument("--max-delay-ms", type=_non_negative, default=5.0,

@@ -3,17 +3,18 @@ import json
 import re
 import subprocess
 import sys
+import tempfile
 import urllib.error
 import urllib.request
 
 import numpy as np
 import pytest
 
-from ember import layers, models
+import ember
+from ember import datasets, layers, models
 
 
 def _digits():
-    from ember import datasets
     (x, y), _ = datasets.digits.load_data()
     return (x[..., None] / 16.0).astype(np.float32), y
 
@@ -21,6 +22,7 @@ def _digits():
 @pytest.fixture(scope="session")
 def image_model_file(tmp_path_factory):
     """A small CNN trained on the 8x8 digits, saved with image-classification metadata."""
+    ember.set_random_seed(0)  # session fixtures run before the per-test seed
     x, y = _digits()
     model = models.Sequential([layers.Input((8, 8, 1)), layers.Conv2D(8, 3, activation="relu"),
                                layers.MaxPooling2D(2), layers.Flatten(), layers.Dense(10, activation="softmax")])
@@ -42,6 +44,7 @@ LABELS = [1, 0, 1, 0, 1, 0] * 20
 def text_model_file(tmp_path_factory):
     """A BiLSTM sentiment classifier on a few sentences, saved with text-classification metadata."""
     from ember.models.text import bilstm_classifier
+    ember.set_random_seed(0)
     vectorizer = layers.TextVectorization(max_tokens=100, output_sequence_length=12)
     vectorizer.adapt(SENTENCES)
     ids = vectorizer.encode(SENTENCES)
@@ -62,12 +65,13 @@ class Server:
 
     def __init__(self, model, *options):
         command = [sys.executable, "-m", "ember.cli", "serve", str(model), "--port", "0", *map(str, options)]
-        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.log = tempfile.TemporaryFile(mode="w+")  # a file, not a pipe nobody reads: the server never blocks
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=self.log, text=True)
         self.banner = self.process.stdout.readline()
         found = re.search(r"at (http://[\d.]+:\d+)", self.banner)
         if not found:
             self.process.kill()
-            raise AssertionError(f"ember serve did not start: {self.banner}{self.process.stderr.read()}")
+            raise AssertionError(f"ember serve did not start: {self.banner}{self.stop()}")
         self.url = found.group(1)
 
     def call(self, method, path, body=None, headers=None):
@@ -84,8 +88,12 @@ class Server:
         return status, head, json.loads(data) if is_json else data.decode()
 
     def stop(self) -> str:
+        """Stop the server; what it wrote on stderr."""
         self.process.terminate()
-        _, errors = self.process.communicate(timeout=30)
+        self.process.communicate(timeout=30)
+        self.log.seek(0)
+        errors = self.log.read()
+        self.log.close()
         return errors
 
 

@@ -13,6 +13,8 @@ from PIL import Image
 
 from tests.serve.conftest import Server
 
+pytestmark = pytest.mark.data  # trains on MNIST
+
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 
 # strokes on the 280 x 280 canvas, as (x, y) points from its top-left corner
@@ -26,7 +28,9 @@ STROKES = {
 @pytest.fixture(scope="module")
 def mnist_model(tmp_path_factory, ember_data_module):
     """The classic Keras MNIST CNN, one epoch on 20,000 training images (about 98% accurate)."""
+    import ember
     from ember import datasets, layers, models
+    ember.set_random_seed(0)
     (x, y), _ = datasets.mnist.load_data()
     x = (x[:20000, :, :, None] / 255.0).astype(np.float32)
     model = models.Sequential([

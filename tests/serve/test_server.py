@@ -1,5 +1,6 @@
 """`ember serve` on 127.0.0.1: KServe v2 REST, /predict, /metrics, errors, batching, ONNX and text models."""
 import base64
+import http.client
 import io
 import re
 import threading
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ember import models
+from ember import datasets, models
 from tests.serve.conftest import Server, _digits, infer_body, multipart
 
 
@@ -48,7 +49,7 @@ def test_infer_matches_the_model(image_server, image_model_file):
 
 
 def test_predict_takes_uploads_base64_and_instances(image_server):
-    (_, _), (x_test, y_test) = __import__("ember").datasets.digits.load_data()
+    _, (x_test, y_test) = datasets.digits.load_data()
     image = (x_test[0] * 16).clip(0, 255).astype(np.uint8)
     status, _, upload = image_server.call("POST", "/predict?top_k=3", *multipart(png(image)))
     assert status == 200, upload
@@ -77,8 +78,18 @@ BAD = {
     "unknown input": ("POST", "/v2/models/digits/infer", infer_body(np.zeros((1, 8, 8, 1)), name="x"), None, 400,
                       "unknown input 'x'"),
     "no inputs": ("POST", "/v2/models/digits/infer", {"data": []}, None, 400, '"inputs"'),
-    "NaN": ("POST", "/predict", b'{"instances": [[[[NaN]]]]}', {"Content-Type": "application/json"}, 400,
-            "malformed JSON"),
+    "NaN literal": ("POST", "/predict", b'{"instances": [[[[NaN]]]]}', {"Content-Type": "application/json"}, 400,
+                    "malformed JSON"),
+    "too large for FP32": ("POST", "/v2/models/digits/infer", infer_body(np.full((1, 8, 8, 1), 1e39)), None, 400,
+                           "NaN or infinite"),
+    "booleans": ("POST", "/v2/models/digits/infer", {"inputs": [{"name": "input", "shape": [1, 8, 8, 1],
+                 "datatype": "FP32", "data": [True] * 64}]}, None, 400, "got booleans"),
+    "shape product overflows": ("POST", "/v2/models/digits/infer", {"inputs": [{"name": "input", "shape":
+                                [2**32, 2**32], "datatype": "FP32", "data": []}]}, None, 400, "0 values, but shape"),
+    "too many rows": ("POST", "/predict", {"instances": np.zeros((1025, 8, 8, 1)).tolist()}, None, 400,
+                      "at most 1024 per request"),
+    "unknown version": ("POST", "/v2/models/digits/versions/2/infer", infer_body(np.zeros((1, 8, 8, 1))), None,
+                        404, "no version '2'"),
     "20 MB body": ("POST", "/v2/models/digits/infer", b"[" + b"0," * (10 * 2**20) + b"0]",
                    {"Content-Type": "application/json"}, 413, "larger than the limit"),
     "non-image upload": ("POST", "/predict", *multipart(b"%PDF-1.4 not an image", "notes.pdf"), 400,
@@ -105,9 +116,17 @@ def test_bad_requests_get_json_errors_and_the_server_keeps_serving(image_server,
     assert image_server.call("POST", "/v2/models/digits/infer", infer_body(x[:1]))[0] == 200
 
 
+def _batch_counts(server) -> tuple[float, float]:
+    metrics = server.call("GET", "/metrics")[2]
+    batches = float(re.search(r"^ember_batch_size_count (\S+)", metrics, re.M).group(1))
+    rows = float(re.search(r"^ember_batch_size_sum (\S+)", metrics, re.M).group(1))
+    return batches, rows
+
+
 def test_concurrent_requests_are_batched_and_counted(image_server):
     x, _ = _digits()
     statuses = []
+    batches_before, rows_before = _batch_counts(image_server)
 
     def client(i):
         for j in range(4):
@@ -119,10 +138,10 @@ def test_concurrent_requests_are_batched_and_counted(image_server):
     for t in threads:
         t.join()
     assert statuses == [200] * 64
+    batches, rows = _batch_counts(image_server)
+    assert rows - rows_before == 64
+    assert batches - batches_before < 64  # requests that arrived together ran together
     metrics = image_server.call("GET", "/metrics")[2]
-    batches = float(re.search(r"^ember_batch_size_count (\S+)", metrics, re.M).group(1))
-    rows = float(re.search(r"^ember_batch_size_sum (\S+)", metrics, re.M).group(1))
-    assert rows / batches > 1.5  # requests that arrived together ran together
     assert re.search(r'ember_requests_total\{method="POST",route="/v2/models/\{name\}/infer",status="200"\} \d+',
                      metrics)
     assert "ember_request_duration_seconds_bucket" in metrics and "ember_queue_depth" in metrics
@@ -156,3 +175,38 @@ def test_text_model_serves_raw_text_and_its_onnx_export_agrees(text_model_file, 
     for ember_top, onnx_top in zip(answers[".ember"], answers[".onnx"]):
         assert ember_top[0]["label"] == onnx_top[0]["label"]
         assert abs(ember_top[0]["probability"] - onnx_top[0]["probability"]) < 1e-4
+
+
+def test_a_chunked_body_over_the_limit_gets_413(image_model_file):
+    server = Server(image_model_file, "--max-body-mb", 1)
+    try:
+        connection = http.client.HTTPConnection(server.url.removeprefix("http://"), timeout=60)
+        chunks = (b"0," * 50_000 for _ in range(20))  # 2 MB, no Content-Length
+        connection.request("POST", "/v2/models/digits/infer", body=chunks, encode_chunked=True,
+                           headers={"Content-Type": "application/json"})
+        response = connection.getresponse()
+        assert response.status == 413 and b"larger than the limit" in response.read()
+        connection.close()
+        x, _ = _digits()
+        assert server.call("POST", "/v2/models/digits/infer", infer_body(x[:1]))[0] == 200
+    finally:
+        assert "Traceback" not in server.stop()
+
+
+def test_versioned_routes_and_text_input_checks(text_model_file):
+    server = Server(text_model_file)
+    try:
+        assert server.call("GET", "/v2/models/sentiment/versions/1")[2]["name"] == "sentiment"
+        assert server.call("GET", "/v2/models/sentiment/versions/1/ready")[0] == 200
+        gap = {"inputs": [{"name": "input", "shape": [1, 3], "datatype": "INT64", "data": [0, 5, 7]}]}
+        status, _, body = server.call("POST", "/v2/models/sentiment/versions/1/infer", gap)
+        assert status == 400 and "padded with 0 at the end only" in body["error"]
+        out_of_range = {"inputs": [{"name": "input", "shape": [1, 2], "datatype": "INT64", "data": [5, 10**6]}]}
+        assert "token ids must lie in" in server.call("POST", "/v2/models/sentiment/infer", out_of_range)[2]["error"]
+        wrapped = {"inputs": [{"name": "input", "shape": [1, 1], "datatype": "INT64", "data": [2**64]}]}
+        assert server.call("POST", "/v2/models/sentiment/infer", wrapped)[0] == 400
+        good = {"inputs": [{"name": "input", "shape": [2, 3], "datatype": "INT64", "data": [4, 5, 0, 6, 0, 0]}]}
+        status, _, body = server.call("POST", "/v2/models/sentiment/infer", good)
+        assert status == 200 and body["outputs"][0]["shape"] == [2, 2]
+    finally:
+        assert "Traceback" not in server.stop()

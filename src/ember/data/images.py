@@ -102,13 +102,17 @@ def read_image(path: Path, color_mode: str, image_size=None) -> np.ndarray:
         raise DatasetError(f"{path}: not a readable image ({e})") from None
 
 
-def decode_image(source, color_mode: str, image_size=None, name: str = "image") -> np.ndarray:
-    """`read_image` for an open binary file or bytes (an upload); errors call it `name`."""
+def decode_image(source, color_mode: str, image_size=None, name: str = "image", max_pixels=None) -> np.ndarray:
+    """`read_image` for an open binary file or bytes (an upload); errors call it `name`. An image of more
+    than `max_pixels` is refused from its header, before it is decoded."""
     from PIL import Image, UnidentifiedImageError
     if isinstance(source, (bytes, bytearray)):
         source = io.BytesIO(source)
     try:
         with source, Image.open(source) as image:
+            if max_pixels is not None and image.width * image.height > max_pixels:
+                raise DatasetError(f"{name}: {image.width}x{image.height} pixels is more than the "
+                                   f"{max_pixels:,} accepted")
             image = _to_8bit(image).convert("L" if color_mode == "grayscale" else "RGB")
             if image_size is not None and image.size != (image_size[1], image_size[0]):
                 image = image.resize((image_size[1], image_size[0]), Image.Resampling.BILINEAR)

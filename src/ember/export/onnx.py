@@ -6,6 +6,7 @@ model.onnx` preprocesses requests as training did. Every export is checked again
 inputs before the files are kept.
 """
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -17,7 +18,7 @@ import torch
 
 import ember
 from ember.errors import EmberError
-from ember.models.saving import _write_atomically
+from ember.models.saving import write_atomically
 
 DEFAULT_OPSET = 18
 INPUT, OUTPUT = "input", "output"
@@ -28,9 +29,10 @@ class ExportError(EmberError):
     """The model cannot be exported, or the exported graph disagrees with the model."""
 
 
+@functools.cache
 def datatype(dtype) -> str:
     """KServe v2 name of a NumPy or torch dtype ("FP32", "INT64", ...)."""
-    name = str(dtype).removeprefix("torch.")
+    name = str(dtype).removeprefix("torch.")  # slow enough to cache: the server asks for every response
     if name not in _DATATYPES:
         raise ExportError(f"inputs of dtype {name} are not supported")
     return _DATATYPES[name]
@@ -173,7 +175,7 @@ def export_onnx(model, path, *, opset: int = DEFAULT_OPSET, atol: float = 1e-4, 
                           "on sample inputs; not written")
     output_shape = list(model.predict(checked[:1], verbose=0).shape[1:])
     meta = sidecar(model, spec, output_shape, source)
-    _write_atomically(str(path), lambda f: f.write(data))
-    _write_atomically(str(sidecar_path(path)), lambda f: f.write(json.dumps(meta, indent=2).encode()))
+    write_atomically(str(path), lambda f: f.write(data))
+    write_atomically(str(sidecar_path(path)), lambda f: f.write(json.dumps(meta, indent=2).encode()))
     return {"path": str(path), "sidecar": str(sidecar_path(path)), "max_abs_diff": difference, "opset": opset,
             "size_bytes": len(data)}

@@ -16,7 +16,7 @@ from ember.layers.initializers import initialize
 def lengths_of(mask: torch.Tensor) -> torch.Tensor:
     """Valid lengths of right-padded sequences; a mask with gaps (left padding, holes) is an error."""
     lengths = mask.sum(dim=1)
-    if torch.compiler.is_exporting():  # a data-dependent check has no place in an exported graph
+    if torch.compiler.is_exporting():  # a data-dependent check cannot be traced; `ember serve` checks inputs
         return lengths
     steps = torch.arange(mask.shape[1], device=mask.device)
     if not torch.equal(mask.bool(), steps[None, :] < lengths[:, None]):
@@ -103,8 +103,8 @@ class _RNN(Layer):
             raise ValueError(f"layer {self.name!r}: an LSTM with return_state=True and a padding mask cannot be "
                              "exported (the cell state after each sequence's last token is not in the graph)")
         out, _ = self.rnn(x, initial)
-        last = (lengths.clamp(min=1) - 1).to(torch.long)
-        h = out[torch.arange(out.shape[0], device=out.device), last]
+        lengths = lengths.clamp(min=1)  # as packing runs an empty sequence for one step
+        h = out[torch.arange(out.shape[0], device=out.device), (lengths - 1).to(torch.long)]
         if self.return_sequences:  # padded steps are zeros, as unpacking leaves them
             out = out * (torch.arange(out.shape[1], device=out.device)[None, :] < lengths[:, None]).unsqueeze(-1)
         return out, h.unsqueeze(0)

@@ -28,7 +28,7 @@ _MAX_CONFIG_BYTES = 16 * 2**20
 MODELS = {"Sequential": Sequential, **TRANSLATORS}  # model classes a file may name
 
 
-def _write_atomically(path: str, write) -> None:
+def write_atomically(path: str, write) -> None:
     """Write through a temporary file in the target folder, so a failure never leaves a partial file."""
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
@@ -75,7 +75,7 @@ def save_model(model: Model, filepath, *, include_optimizer=True) -> None:
         with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED) as archive:
             for name, data in entries.items():
                 archive.writestr(name, data)
-    _write_atomically(filepath, write)
+    write_atomically(filepath, write)
 
 
 def _json_safe(metadata: dict) -> dict:
@@ -233,7 +233,7 @@ def save_weights(model: Model, filepath) -> None:
     """Write the weights alone to a `.safetensors` file."""
     filepath = os.fspath(filepath)
     data = save_safetensors(_tensors(model.state_dict()))
-    _write_atomically(filepath, lambda f: f.write(data))
+    write_atomically(filepath, lambda f: f.write(data))
 
 
 def load_weights(model: Model, filepath) -> None:

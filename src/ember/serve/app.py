@@ -11,6 +11,7 @@ import contextlib
 import gc
 import json
 import logging
+import math
 import socket
 import time
 from importlib import resources
@@ -24,13 +25,16 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from starlette.exceptions import HTTPException
 
 import ember
-from ember.serve.batching import MicroBatcher, QueueFull
-from ember.serve.predictor import NUMPY, InputError, Predictor
+from ember.serve.batching import MicroBatcher, QueueFull, ShuttingDown
+from ember.export.onnx import datatype
+from ember.serve.predictor import InputError, Predictor
 
 DEFAULT_MAX_BODY_BYTES = 8 * 2**20
-_MAX_DRAIN_BYTES = 256 * 2**20  # an oversized body is read and dropped up to this, so the client sees the 413
+_MAX_DRAIN_BYTES = 32 * 2**20  # an oversized body is read and dropped up to this, so the client sees the 413
+_METHODS = {"GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH"}
 # python-multipart logs each parse error; the client gets it as a 400 and the server log stays quiet
 logging.getLogger("python_multipart").setLevel(logging.ERROR)
+log = logging.getLogger("ember.serve")
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 
@@ -95,7 +99,7 @@ class _Guard:
         if length is not None and length.isdigit() and int(length) > limit:
             await _drain(receive, {"type": "http.request", "more_body": True})
             status[0] = 413
-            await _error(413, too_large)(scope, receive, send)
+            await _error(413, too_large, {"Connection": "close"})(scope, receive, send)
             self._record(scope, status[0], start, label)
             return
         received = [0]
@@ -128,7 +132,8 @@ class _Guard:
 
     def _record(self, scope, status: int, start: float, route: str | None = None) -> None:
         route = route or getattr(scope.get("route"), "path", "unmatched")
-        self.metrics.requests.labels(route, scope.get("method", ""), str(status)).inc()
+        method = scope.get("method", "")
+        self.metrics.requests.labels(route, method if method in _METHODS else "other", str(status)).inc()
         self.metrics.latency.labels(route).observe(time.perf_counter() - start)
 
 
@@ -153,7 +158,7 @@ def error_response(e: Exception) -> JSONResponse:
         return _error(503, f"the server is busy ({e}); retry shortly", {"Retry-After": "1"})
     if isinstance(e, HTTPException):
         return _error(e.status_code, str(e.detail), getattr(e, "headers", None))
-    logging.getLogger("ember.serve").error("internal error", exc_info=e)
+    log.error("internal error", exc_info=e)
     return _error(500, f"internal error: {type(e).__name__}")
 
 
@@ -182,16 +187,17 @@ def _json_body(body: bytes):
 
 
 def _numbers(data, datatype: str, what: str) -> np.ndarray:
+    """JSON numbers as an array (the predictor checks ranges and casts); strings, booleans, mixed or ragged
+    lists are refused."""
     try:
         array = np.asarray(data)
-    except ValueError:
-        raise InputError(f"{what}: nested lists of different lengths") from None
+    except (ValueError, OverflowError):
+        raise InputError(f"{what}: nested lists of different lengths, or integers too large") from None
     floating = datatype.startswith("FP")
-    allowed = "fiub" if floating else "iu"
-    if array.dtype.kind not in allowed:
+    if array.dtype.kind not in ("fiu" if floating else "iu"):
         kind = "numbers" if floating else "integers"
         raise InputError(f"{what}: datatype {datatype} needs {kind}, got {_describe(array)}")
-    return array.astype(NUMPY[datatype])
+    return array
 
 
 def _describe(array: np.ndarray) -> str:
@@ -199,7 +205,22 @@ def _describe(array: np.ndarray) -> str:
                                                                                        str(array.dtype))
 
 
-def infer_input(payload, predictor: Predictor) -> np.ndarray:
+_INLINE_BYTES = 64 * 1024  # smaller inputs are preprocessed on the event loop: a thread hop costs more
+
+
+async def _preprocess(size: int, function, *args):
+    """`function(*args)` (tokenizing, decoding an image): inline for small inputs, on a worker thread for
+    large ones, so one big upload does not stall every other request."""
+    if size <= _INLINE_BYTES:
+        return function(*args)
+    return await asyncio.get_running_loop().run_in_executor(None, function, *args)
+
+
+def _text_size(texts) -> int:
+    return sum(len(t) for t in texts if isinstance(t, str)) if isinstance(texts, list) else 0
+
+
+async def infer_input(payload, predictor: Predictor) -> np.ndarray:
     """The input array of a KServe v2 infer request, checked against the model."""
     spec = predictor.input
     if not isinstance(payload, dict) or "inputs" not in payload:
@@ -221,12 +242,12 @@ def infer_input(payload, predictor: Predictor) -> np.ndarray:
         texts = tensor["data"] if isinstance(tensor["data"], list) else [tensor["data"]]
         if len(shape) != 1 or shape[0] != len(texts):
             raise InputError(f"inputs[0].shape: {shape} does not match {len(texts)} texts (use [{len(texts)}])")
-        return predictor.from_texts(texts, "inputs[0].data")
+        return await _preprocess(_text_size(texts), predictor.from_texts, texts, "inputs[0].data")
     if datatype != spec["datatype"]:
         raise InputError(f"inputs[0].datatype: {datatype!r}, but the model takes {spec['datatype']!r}"
                          + (' (or "BYTES" for raw text)' if predictor.kind == "text" else ""))
     array = _numbers(tensor["data"], datatype, "inputs[0].data")
-    count = int(np.prod(shape))
+    count = math.prod(shape)
     if array.size != count:
         raise InputError(f"inputs[0].data: {array.size} values, but shape {shape} holds {count}")
     return predictor.check(array.reshape(shape), "inputs[0]")
@@ -247,7 +268,8 @@ async def predict_input(request: Request, predictor: Predictor) -> np.ndarray:
     if "text" in payload or "texts" in payload:
         key = "text" if "text" in payload else "texts"
         texts = [payload[key]] if key == "text" else payload[key]
-        return predictor.from_texts(texts if isinstance(texts, list) else [None], key)
+        texts = texts if isinstance(texts, list) else [None]
+        return await _preprocess(_text_size(texts), predictor.from_texts, texts, key)
     if "instances" in payload:
         instances = payload["instances"]
         if not isinstance(instances, list) or not instances:
@@ -261,7 +283,7 @@ async def predict_input(request: Request, predictor: Predictor) -> np.ndarray:
             data = base64.b64decode(encoded, validate=True)
         except (binascii.Error, ValueError):
             raise InputError('"image": not valid base64') from None
-        return predictor.from_image(data, '"image"')
+        return await _preprocess(len(data), predictor.from_image, data, '"image"')
     raise InputError(f'the body needs one of "text", "texts", "instances", "image"; got keys {sorted(payload)}')
 
 
@@ -282,7 +304,7 @@ async def _upload(request: Request, predictor: Predictor) -> np.ndarray:
         await form.close()
     if not data:
         raise InputError(f"upload {upload.filename!r} is empty")
-    return predictor.from_image(data, f"upload {upload.filename!r}")
+    return await _preprocess(len(data), predictor.from_image, data, f"upload {upload.filename!r}")
 
 
 # -- the app ------------------------------------------------------------------------------------
@@ -329,17 +351,23 @@ def create_app(predictor: Predictor, *, max_batch_size: int = 64, max_delay_ms: 
     async def _unexpected(request, e: Exception):  # a bug: JSON still, and the traceback in the server log
         return _error(500, f"internal error: {type(e).__name__}")
 
-    def _model(name: str):
+    def _model(name: str, version: str | None = None):
         if name != predictor.name:
             raise HTTPError(404, f"unknown model {name!r}; this server serves {predictor.name!r}")
+        if version not in (None, "1"):
+            raise HTTPError(404, f"model {name!r} has no version {version!r}; it has version '1'")
 
     async def _run(array: np.ndarray) -> np.ndarray:
         try:
             return await batcher.submit(array)
         except (QueueFull, InputError, HTTPError):
             raise
-        except Exception as e:  # the model itself failed on this input
-            raise HTTPError(500, f"inference failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+        except ShuttingDown as e:
+            raise HTTPError(503, str(e), {"Retry-After": "1"}) from None
+        except Exception as e:  # the model itself failed on this input (alone: see MicroBatcher)
+            first = str(e).splitlines()[0] if str(e) else ""
+            log.warning("inference failed on an input of shape %s: %s: %s", list(array.shape), type(e).__name__, first)
+            raise HTTPError(500, f"inference failed: {type(e).__name__}: {first}") from None
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def demo():
@@ -355,17 +383,19 @@ def create_app(predictor: Predictor, *, max_batch_size: int = 64, max_delay_ms: 
 
     @app.get("/v2/health/ready", summary="Readiness (KServe v2)")
     async def ready():
-        return JSONResponse({"ready": state["ready"]}, status_code=200 if state["ready"] else 503)
+        return JSONResponse({"ready": state["ready"]}, status_code=200 if state["ready"] else 400)
 
     @app.get("/v2/models/{name}", summary="Model metadata (KServe v2)")
-    async def model_metadata(name: str):
-        _model(name)
+    @app.get("/v2/models/{name}/versions/{version}", summary="Model metadata (KServe v2)")
+    async def model_metadata(name: str, version: str | None = None):
+        _model(name, version)
         return predictor.describe()
 
     @app.get("/v2/models/{name}/ready", summary="Model readiness (KServe v2)")
-    async def model_ready(name: str):
-        _model(name)
-        return JSONResponse({"name": name, "ready": state["ready"]}, status_code=200 if state["ready"] else 503)
+    @app.get("/v2/models/{name}/versions/{version}/ready", summary="Model readiness (KServe v2)")
+    async def model_ready(name: str, version: str | None = None):
+        _model(name, version)
+        return JSONResponse({"name": name, "ready": state["ready"]}, status_code=200 if state["ready"] else 400)
 
     infer_body = {"requestBody": {"required": True, "content": {"application/json": {"example": {
         "id": "1", "inputs": [{"name": predictor.input["name"], "datatype": predictor.input["datatype"],
@@ -374,18 +404,20 @@ def create_app(predictor: Predictor, *, max_batch_size: int = 64, max_delay_ms: 
 
     async def infer_body_to_response(body: bytes) -> Response:
         payload = _json_body(body)
-        array = infer_input(payload, predictor)
+        array = await infer_input(payload, predictor)
         outputs = await _run(array)
         response = {"model_name": predictor.name, "model_version": "1",
-                    "outputs": [{"name": predictor.output["name"], "datatype": "FP32", "shape": list(outputs.shape),
-                                 "data": np.ascontiguousarray(outputs.reshape(-1), dtype=np.float32)}]}
+                    "outputs": [{"name": predictor.output["name"], "datatype": datatype(outputs.dtype),
+                                 "shape": list(outputs.shape), "data": np.ascontiguousarray(outputs.reshape(-1))}]}
         if isinstance(payload.get("id"), str):
             response["id"] = payload["id"]
         return _json(response)
 
     @app.post("/v2/models/{name}/infer", summary="Inference (KServe v2)", openapi_extra=infer_body)
-    async def infer(name: str, request: Request):
-        _model(name)
+    @app.post("/v2/models/{name}/versions/{version}/infer", summary="Inference (KServe v2)",
+              openapi_extra=infer_body)
+    async def infer(name: str, request: Request, version: str | None = None):
+        _model(name, version)
         return await infer_body_to_response(await request.body())
 
     predict_body = {"requestBody": {"required": True, "content": {

@@ -2,10 +2,10 @@
 
 Each request hands in an array whose first axis is its own batch. The batcher takes the first waiting
 request, then keeps taking requests until the batch holds `max_batch_size` rows or `max_delay_ms` has
-passed, runs the batch on one worker thread (torch and ONNX Runtime release the GIL, so the event loop
+passed (a request that would overflow the batch opens the next one), runs the batch on one worker thread (torch and ONNX Runtime release the GIL, so the event loop
 keeps accepting requests meanwhile) and hands each request its rows back. The queue is bounded: a request
 that finds `max_queue` requests waiting is refused at once (`QueueFull`, HTTP 503) rather than left to
-time out.
+time out. When a batch fails, its requests run one by one, so a bad request fails alone.
 """
 import asyncio
 import time
@@ -16,6 +16,10 @@ import numpy as np
 
 class QueueFull(Exception):
     """The batcher's queue holds `max_queue` requests: try again shortly."""
+
+
+class ShuttingDown(Exception):
+    """The batcher stopped before the request ran."""
 
 
 class MicroBatcher:
@@ -34,6 +38,8 @@ class MicroBatcher:
         self._queue: asyncio.Queue | None = None
         self._task: asyncio.Task | None = None
         self._executor: ThreadPoolExecutor | None = None
+        self._held = None         # a request that did not fit the last batch: it opens the next one
+        self._in_flight: list = []
 
     @property
     def waiting(self) -> int:
@@ -52,10 +58,10 @@ class MicroBatcher:
                 await self._task
             except asyncio.CancelledError:
                 pass
+        waiting = list(self._in_flight) + ([self._held] if self._held else [])
         while self._queue is not None and not self._queue.empty():
-            _, future = self._queue.get_nowait()
-            if not future.done():
-                future.set_exception(RuntimeError("the server is shutting down"))
+            waiting.append(self._queue.get_nowait())
+        _fail(waiting, ShuttingDown("the server is shutting down"))
         if self._executor is not None:
             self._executor.shutdown(wait=True)
 
@@ -69,7 +75,8 @@ class MicroBatcher:
         return await future
 
     async def _next_batch(self) -> list:
-        items = [await self._queue.get()]
+        first, self._held = self._held, None
+        items = [first if first is not None else await self._queue.get()]
         size = len(items[0][0])
         deadline = time.monotonic() + self.max_delay
         while size < self.max_batch_size:
@@ -83,30 +90,54 @@ class MicroBatcher:
                     break
             else:
                 item = self._queue.get_nowait()
+            if size + len(item[0]) > self.max_batch_size:  # it opens the next batch instead
+                self._held = item
+                break
             items.append(item)
             size += len(item[0])
         return items
 
     async def _loop(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             items = await self._next_batch()
-            live = [(a, f) for a, f in items if not f.done()]  # a client that left cancelled its future
-            if not live:
-                continue
-            start = time.perf_counter()
+            self._in_flight = [(a, f) for a, f in items if not f.done()]  # a cancelled request is skipped
             try:
-                batch = self._collate([a for a, _ in live])
-                outputs = await loop.run_in_executor(self._executor, self._run, batch)
-            except Exception as e:  # the model failed: every request in the batch hears why
-                for _, future in live:
-                    if not future.done():
-                        future.set_exception(e)
-                continue
-            if self._on_batch is not None:
-                self._on_batch(len(batch), time.perf_counter() - start)
-            offset = 0
-            for array, future in live:
-                if not future.done():
-                    future.set_result(outputs[offset:offset + len(array)])
-                offset += len(array)
+                if self._in_flight:
+                    await self._serve(self._in_flight)
+            except Exception as e:  # a bug of ours: the requests hear of it, and the loop goes on
+                _fail(self._in_flight, e)
+            self._in_flight = []
+
+    async def _serve(self, items: list) -> None:
+        """Run `items` as one batch; if the batch fails, run each request alone, so that one bad request
+        (say, an input the model cannot take) fails by itself rather than taking its batch with it."""
+        start = time.perf_counter()
+        try:
+            outputs = await self._infer([a for a, _ in items])
+        except Exception as e:
+            if len(items) == 1:
+                _fail(items, e)
+                return
+            for item in items:
+                await self._serve([item])
+            return
+        if self._on_batch is not None:
+            self._on_batch(sum(len(a) for a, _ in items), time.perf_counter() - start)
+        offset = 0
+        for array, future in items:
+            if not future.done():
+                future.set_result(outputs[offset:offset + len(array)])
+            offset += len(array)
+
+    async def _infer(self, arrays: list):
+        batch = self._collate(arrays)
+        outputs = await asyncio.get_running_loop().run_in_executor(self._executor, self._run, batch)
+        if len(outputs) != len(batch):
+            raise RuntimeError(f"the model returned {len(outputs)} rows for a batch of {len(batch)}")
+        return outputs
+
+
+def _fail(items: list, error: Exception) -> None:
+    for _, future in items:
+        if not future.done():
+            future.set_exception(error)

@@ -144,6 +144,23 @@ def build_model(vocabulary_size: int, sequence_length: int, num_classes: int, *,
     return finish_classifier(model, what, num_classes)
 
 
+def vectorizer_from_metadata(metadata: dict) -> Vectorizer:
+    """The vectorizer a text-classification model file carries (its `metadata`), rebuilt from JSON."""
+    entry = (metadata.get("preprocessing") or {}).get("vectorizer")
+    if not isinstance(entry, dict) or not entry or not metadata.get("class_names"):
+        raise DatasetError("the model file has no text-classification metadata (vocabulary and class names): "
+                           "train it with `ember train`")
+    if "class_name" not in entry:  # files written before subword tokenizers: a bare TextVectorization config
+        entry = {"class_name": "TextVectorization", "config": entry}
+    name = entry["class_name"]
+    if not isinstance(name, str) or name not in VECTORIZERS:
+        raise ModelFileError(f"the model file's vectorizer {name!r} is not one of {', '.join(VECTORIZERS)}")
+    try:
+        return VECTORIZERS[name].from_config(dict(entry.get("config") or {}))
+    except (TypeError, ValueError) as e:
+        raise ModelFileError(f"the model file's {name} config is unusable: {e}") from None
+
+
 class TextClassification:
     name = "text_classification"
     config_class = Config
@@ -173,19 +190,7 @@ class TextClassification:
                                                  "config": vectorizer.get_config()}}}
 
     def _vectorizer(self, model) -> Vectorizer:
-        entry = (model.metadata.get("preprocessing") or {}).get("vectorizer")
-        if not isinstance(entry, dict) or not entry or not model.metadata.get("class_names"):
-            raise DatasetError("the model file has no text-classification metadata (vocabulary and class names): "
-                               "train it with `ember train`")
-        if "class_name" not in entry:  # files written before subword tokenizers: a bare TextVectorization config
-            entry = {"class_name": "TextVectorization", "config": entry}
-        name = entry["class_name"]
-        if not isinstance(name, str) or name not in VECTORIZERS:
-            raise ModelFileError(f"the model file's vectorizer {name!r} is not one of {', '.join(VECTORIZERS)}")
-        try:
-            return VECTORIZERS[name].from_config(dict(entry.get("config") or {}))
-        except (TypeError, ValueError) as e:
-            raise ModelFileError(f"the model file's {name} config is unusable: {e}") from None
+        return vectorizer_from_metadata(model.metadata)
 
     def evaluation_data(self, model, data_arg: str) -> Texts:
         vectorizer = self._vectorizer(model)
