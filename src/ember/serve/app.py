@@ -5,19 +5,15 @@ with a 4xx status for anything the client can fix (400 bad input, 404 unknown mo
 415 unsupported content type) and 503 with Retry-After when the queue is full.
 """
 import asyncio
-import base64
-import binascii
 import contextlib
 import gc
 import json
 import logging
-import math
 import socket
 import time
 from importlib import resources
 
 import numpy as np
-import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -26,8 +22,8 @@ from starlette.exceptions import HTTPException
 
 import ember
 from ember.serve.batching import MicroBatcher, QueueFull, ShuttingDown
-from ember.export.onnx import datatype
 from ember.serve.predictor import InputError, Predictor
+from ember.serve.protocol import HTTPError, infer_input, infer_response, json_body, json_response, predict_input
 
 DEFAULT_MAX_BODY_BYTES = 8 * 2**20
 _MAX_DRAIN_BYTES = 32 * 2**20  # an oversized body is read and dropped up to this, so the client sees the 413
@@ -39,19 +35,8 @@ _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 
 
-class HTTPError(Exception):
-    def __init__(self, status: int, message: str, headers: dict | None = None):
-        super().__init__(message)
-        self.status, self.message, self.headers = status, message, headers
-
-
 def _error(status: int, message: str, headers=None) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status, headers=headers)
-
-
-def _json(data: dict) -> Response:
-    """A JSON response, serialized by orjson (NumPy arrays included) without FastAPI's per-value encoder."""
-    return Response(orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json")
 
 
 class _Metrics:
@@ -176,168 +161,71 @@ def _demo_page(name: str) -> str:
     return page.replace("{{MODEL_NAME_JSON}}", json.dumps(name).replace("<", "\\u003c"))
 
 
-# -- request bodies to arrays --------------------------------------------------------------------
-def _json_body(body: bytes):
-    if not body:
-        raise InputError("the request body is empty: send JSON")
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as e:  # also invalid UTF-8, and nesting deeper than 1024
-        raise InputError(f"malformed JSON: {e}") from None
-
-
-def _numbers(data, datatype: str, what: str) -> np.ndarray:
-    """JSON numbers as an array (the predictor checks ranges and casts); strings, booleans, mixed or ragged
-    lists are refused."""
-    try:
-        array = np.asarray(data)
-    except (ValueError, OverflowError):
-        raise InputError(f"{what}: nested lists of different lengths, or integers too large") from None
-    floating = datatype.startswith("FP")
-    if array.dtype.kind not in ("fiu" if floating else "iu"):
-        kind = "numbers" if floating else "integers"
-        raise InputError(f"{what}: datatype {datatype} needs {kind}, got {_describe(array)}")
-    return array
-
-
-def _describe(array: np.ndarray) -> str:
-    return {"U": "strings", "f": "fractions", "O": "mixed values", "b": "booleans"}.get(array.dtype.kind,
-                                                                                       str(array.dtype))
-
-
-_INLINE_BYTES = 64 * 1024  # smaller inputs are preprocessed on the event loop: a thread hop costs more
-
-
-async def _preprocess(size: int, function, *args):
-    """`function(*args)` (tokenizing, decoding an image): inline for small inputs, on a worker thread for
-    large ones, so one big upload does not stall every other request."""
-    if size <= _INLINE_BYTES:
-        return function(*args)
-    return await asyncio.get_running_loop().run_in_executor(None, function, *args)
-
-
-def _text_size(texts) -> int:
-    return sum(len(t) for t in texts if isinstance(t, str)) if isinstance(texts, list) else 0
-
-
-async def infer_input(payload, predictor: Predictor) -> np.ndarray:
-    """The input array of a KServe v2 infer request, checked against the model."""
-    spec = predictor.input
-    if not isinstance(payload, dict) or "inputs" not in payload:
-        raise InputError('the body must be a JSON object with "inputs" (KServe v2 inference request)')
-    inputs = payload["inputs"]
-    if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
-        raise InputError(f'"inputs" must be a list of one tensor object (the model\'s input {spec["name"]!r})')
-    tensor = inputs[0]
-    missing = [k for k in ("name", "shape", "datatype", "data") if k not in tensor]
-    if missing:
-        raise InputError(f"inputs[0]: missing {', '.join(map(repr, missing))}")
-    if tensor["name"] != spec["name"]:
-        raise InputError(f"inputs[0].name: unknown input {tensor['name']!r}; the model's input is {spec['name']!r}")
-    shape = tensor["shape"]
-    if not isinstance(shape, list) or not shape or not all(type(d) is int and d >= 0 for d in shape):
-        raise InputError(f"inputs[0].shape: must be a list of non-negative integers, got {shape!r}")
-    datatype = tensor["datatype"]
-    if datatype == "BYTES" and predictor.kind == "text":
-        texts = tensor["data"] if isinstance(tensor["data"], list) else [tensor["data"]]
-        if len(shape) != 1 or shape[0] != len(texts):
-            raise InputError(f"inputs[0].shape: {shape} does not match {len(texts)} texts (use [{len(texts)}])")
-        return await _preprocess(_text_size(texts), predictor.from_texts, texts, "inputs[0].data")
-    if datatype != spec["datatype"]:
-        raise InputError(f"inputs[0].datatype: {datatype!r}, but the model takes {spec['datatype']!r}"
-                         + (' (or "BYTES" for raw text)' if predictor.kind == "text" else ""))
-    array = _numbers(tensor["data"], datatype, "inputs[0].data")
-    count = math.prod(shape)
-    if array.size != count:
-        raise InputError(f"inputs[0].data: {array.size} values, but shape {shape} holds {count}")
-    return predictor.check(array.reshape(shape), "inputs[0]")
-
-
-async def predict_input(request: Request, predictor: Predictor) -> np.ndarray:
-    """The input array of a `/predict` request: an uploaded image (multipart), or JSON with "text"/"texts",
-    "instances" (samples as nested lists) or "image" (base64, a data URL works)."""
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type == "multipart/form-data":
-        return await _upload(request, predictor)
-    if content_type not in ("application/json", ""):
-        raise HTTPError(415, f"unsupported content type {content_type!r}: send application/json or a "
-                             "multipart/form-data image upload")
-    payload = _json_body(await request.body())
-    if not isinstance(payload, dict):
-        raise InputError('the body must be a JSON object with "text", "texts", "instances" or "image"')
-    if "text" in payload or "texts" in payload:
-        key = "text" if "text" in payload else "texts"
-        texts = [payload[key]] if key == "text" else payload[key]
-        texts = texts if isinstance(texts, list) else [None]
-        return await _preprocess(_text_size(texts), predictor.from_texts, texts, key)
-    if "instances" in payload:
-        instances = payload["instances"]
-        if not isinstance(instances, list) or not instances:
-            raise InputError('"instances" must be a non-empty list of samples')
-        return predictor.check(_numbers(instances, predictor.input["datatype"], "instances"), "instances")
-    if "image" in payload:
-        if not isinstance(payload["image"], str):
-            raise InputError('"image" must be a base64 string')
-        encoded = payload["image"].split(",", 1)[-1]
-        try:
-            data = base64.b64decode(encoded, validate=True)
-        except (binascii.Error, ValueError):
-            raise InputError('"image": not valid base64') from None
-        return await _preprocess(len(data), predictor.from_image, data, '"image"')
-    raise InputError(f'the body needs one of "text", "texts", "instances", "image"; got keys {sorted(payload)}')
-
-
-async def _upload(request: Request, predictor: Predictor) -> np.ndarray:
-    try:
-        form = await request.form(max_files=1, max_fields=8)
-    except HTTPException:
-        raise
-    except Exception as e:  # python-multipart's parse errors
-        raise InputError(f"malformed multipart body: {e}") from None
-    try:
-        uploads = [v for v in form.values() if hasattr(v, "read")]
-        if not uploads:
-            raise InputError('the multipart body has no file: send the image as the "file" field')
-        upload = form.get("file") if hasattr(form.get("file"), "read") else uploads[0]
-        data = await upload.read()
-    finally:
-        await form.close()
-    if not data:
-        raise InputError(f"upload {upload.filename!r} is empty")
-    return await _preprocess(len(data), predictor.from_image, data, f"upload {upload.filename!r}")
-
-
 # -- the app ------------------------------------------------------------------------------------
-def create_app(predictor: Predictor, *, max_batch_size: int = 64, max_delay_ms: float = 5.0, max_queue: int = 256,
-               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, on_ready=None) -> FastAPI:
-    """The FastAPI app serving `predictor` (see the module docstring); `on_ready()` runs once it is ready."""
-    metrics: _Metrics | None = None
-    batcher = MicroBatcher(predictor.run, predictor.collate, max_batch_size=max_batch_size,
-                           max_delay_ms=max_delay_ms, max_queue=max_queue,
-                           on_batch=lambda rows, seconds: metrics.batch(rows, seconds))
-    metrics = _Metrics(lambda: batcher.waiting)
-    page = _demo_page(predictor.name)
-    state = {"ready": False}
+class Service:
+    """What the routes call: the predictor behind one MicroBatcher, its readiness and its metrics."""
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app):
-        batcher.start()
-        await asyncio.get_running_loop().run_in_executor(None, predictor.warm_up)
+    def __init__(self, predictor: Predictor, *, max_batch_size: int = 64, max_delay_ms: float = 5.0,
+                 max_queue: int = 256):
+        self.predictor, self.ready = predictor, False
+        self.batcher = MicroBatcher(predictor.run, predictor.collate, max_batch_size=max_batch_size,
+                                    max_delay_ms=max_delay_ms, max_queue=max_queue,
+                                    on_batch=lambda rows, seconds: self.metrics.batch(rows, seconds))
+        self.metrics = _Metrics(lambda: self.batcher.waiting)
+
+    async def start(self) -> None:
+        self.batcher.start()
+        await asyncio.get_running_loop().run_in_executor(None, self.predictor.warm_up)
         # the model, torch and the app are long-lived: keep them out of the garbage collector's scans, which
         # otherwise stall every in-flight request for ~90 ms now and then (seen with the SST-2 BiLSTM)
         gc.collect()
         gc.freeze()
-        state["ready"] = True
-        if on_ready is not None:
-            on_ready()
-        yield
-        state["ready"] = False
-        await batcher.stop()
+        self.ready = True
 
-    app = FastAPI(title=f"ember: {predictor.name}", version=ember.__version__, lifespan=lifespan,
-                  description=f"Model {predictor.name!r} ({predictor.task or 'arrays'}, {predictor.platform}). "
-                              "KServe v2 REST under /v2, raw inputs at /predict, Prometheus at /metrics.")
+    async def stop(self) -> None:
+        self.ready = False
+        await self.batcher.stop()
 
+    def check_model(self, name: str, version: str | None = None) -> None:
+        if name != self.predictor.name:
+            raise HTTPError(404, f"unknown model {name!r}; this server serves {self.predictor.name!r}")
+        if version not in (None, "1"):
+            raise HTTPError(404, f"model {name!r} has no version {version!r}; it has version '1'")
+
+    def readiness(self, body: dict) -> JSONResponse:
+        return JSONResponse({**body, "ready": self.ready}, status_code=200 if self.ready else 400)
+
+    async def run(self, array: np.ndarray) -> np.ndarray:
+        try:
+            return await self.batcher.submit(array)
+        except QueueFull:
+            raise
+        except ShuttingDown as e:
+            raise HTTPError(503, str(e), {"Retry-After": "1"}) from None
+        except Exception as e:  # the model itself failed on this input (alone: see MicroBatcher)
+            first = str(e).splitlines()[0] if str(e) else ""
+            log.warning("inference failed on an input of shape %s: %s: %s", list(array.shape), type(e).__name__, first)
+            raise HTTPError(500, f"inference failed: {type(e).__name__}: {first}") from None
+
+    async def infer(self, body: bytes) -> Response:
+        """A KServe v2 inference request's body in, its response out."""
+        payload = json_body(body)
+        outputs = await self.run(await infer_input(payload, self.predictor))
+        return infer_response(self.predictor, payload, outputs)
+
+    async def predict(self, request: Request, top_k: int) -> Response:
+        """`/predict`: the top-k classes of each input."""
+        if top_k < 1:
+            raise InputError(f"top_k must be at least 1, got {top_k}")
+        probabilities = await self.run(await predict_input(request, self.predictor))
+        if probabilities.ndim != 2:
+            raise HTTPError(400, f"model {self.predictor.name!r} does not output class probabilities: use "
+                                 f"/v2/models/{self.predictor.name}/infer")
+        return json_response({"model_name": self.predictor.name,
+                              "predictions": self.predictor.top_k(probabilities, top_k)})
+
+
+def _add_error_handlers(app: FastAPI) -> None:
     for kind in (HTTPError, InputError, QueueFull, HTTPException):
         app.add_exception_handler(kind, lambda request, e: error_response(e))
 
@@ -351,23 +239,24 @@ def create_app(predictor: Predictor, *, max_batch_size: int = 64, max_delay_ms: 
     async def _unexpected(request, e: Exception):  # a bug: JSON still, and the traceback in the server log
         return _error(500, f"internal error: {type(e).__name__}")
 
-    def _model(name: str, version: str | None = None):
-        if name != predictor.name:
-            raise HTTPError(404, f"unknown model {name!r}; this server serves {predictor.name!r}")
-        if version not in (None, "1"):
-            raise HTTPError(404, f"model {name!r} has no version {version!r}; it has version '1'")
 
-    async def _run(array: np.ndarray) -> np.ndarray:
-        try:
-            return await batcher.submit(array)
-        except (QueueFull, InputError, HTTPError):
-            raise
-        except ShuttingDown as e:
-            raise HTTPError(503, str(e), {"Retry-After": "1"}) from None
-        except Exception as e:  # the model itself failed on this input (alone: see MicroBatcher)
-            first = str(e).splitlines()[0] if str(e) else ""
-            log.warning("inference failed on an input of shape %s: %s: %s", list(array.shape), type(e).__name__, first)
-            raise HTTPError(500, f"inference failed: {type(e).__name__}: {first}") from None
+def _request_examples(predictor: Predictor) -> tuple[dict, dict]:
+    """OpenAPI request bodies of the infer and predict routes (they read the raw body themselves)."""
+    shape = [1, *(d if d > 0 else 8 for d in predictor.input["shape"][1:])]
+    infer = {"requestBody": {"required": True, "content": {"application/json": {"example": {
+        "id": "1", "inputs": [{"name": predictor.input["name"], "datatype": predictor.input["datatype"],
+                               "shape": shape, "data": "<values, flat or nested>"}]}}}}}
+    predict = {"requestBody": {"required": True, "content": {
+        "application/json": {"examples": {"text": {"value": {"text": "a gripping, funny film"}},
+                                          "instances": {"value": {"instances": [[0.0]]}}}},
+        "multipart/form-data": {"schema": {"type": "object", "properties": {
+            "file": {"type": "string", "format": "binary"}}}}}}}
+    return infer, predict
+
+
+def _add_routes(app: FastAPI, service: Service) -> None:
+    page = _demo_page(service.predictor.name)
+    infer_body, predict_body = _request_examples(service.predictor)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def demo():
@@ -383,67 +272,57 @@ def create_app(predictor: Predictor, *, max_batch_size: int = 64, max_delay_ms: 
 
     @app.get("/v2/health/ready", summary="Readiness (KServe v2)")
     async def ready():
-        return JSONResponse({"ready": state["ready"]}, status_code=200 if state["ready"] else 400)
+        return service.readiness({})
 
     @app.get("/v2/models/{name}", summary="Model metadata (KServe v2)")
     @app.get("/v2/models/{name}/versions/{version}", summary="Model metadata (KServe v2)")
     async def model_metadata(name: str, version: str | None = None):
-        _model(name, version)
-        return predictor.describe()
+        service.check_model(name, version)
+        return service.predictor.describe()
 
     @app.get("/v2/models/{name}/ready", summary="Model readiness (KServe v2)")
     @app.get("/v2/models/{name}/versions/{version}/ready", summary="Model readiness (KServe v2)")
     async def model_ready(name: str, version: str | None = None):
-        _model(name, version)
-        return JSONResponse({"name": name, "ready": state["ready"]}, status_code=200 if state["ready"] else 400)
-
-    infer_body = {"requestBody": {"required": True, "content": {"application/json": {"example": {
-        "id": "1", "inputs": [{"name": predictor.input["name"], "datatype": predictor.input["datatype"],
-                               "shape": [1, *(d if d > 0 else 8 for d in predictor.input["shape"][1:])],
-                               "data": "<values, flat or nested>"}]}}}}}
-
-    async def infer_body_to_response(body: bytes) -> Response:
-        payload = _json_body(body)
-        array = await infer_input(payload, predictor)
-        outputs = await _run(array)
-        response = {"model_name": predictor.name, "model_version": "1",
-                    "outputs": [{"name": predictor.output["name"], "datatype": datatype(outputs.dtype),
-                                 "shape": list(outputs.shape), "data": np.ascontiguousarray(outputs.reshape(-1))}]}
-        if isinstance(payload.get("id"), str):
-            response["id"] = payload["id"]
-        return _json(response)
+        service.check_model(name, version)
+        return service.readiness({"name": name})
 
     @app.post("/v2/models/{name}/infer", summary="Inference (KServe v2)", openapi_extra=infer_body)
     @app.post("/v2/models/{name}/versions/{version}/infer", summary="Inference (KServe v2)",
               openapi_extra=infer_body)
     async def infer(name: str, request: Request, version: str | None = None):
-        _model(name, version)
-        return await infer_body_to_response(await request.body())
-
-    predict_body = {"requestBody": {"required": True, "content": {
-        "application/json": {"examples": {"text": {"value": {"text": "a gripping, funny film"}},
-                                          "instances": {"value": {"instances": [[0.0]]}}}},
-        "multipart/form-data": {"schema": {"type": "object", "properties": {
-            "file": {"type": "string", "format": "binary"}}}}}}}
+        service.check_model(name, version)
+        return await service.infer(await request.body())
 
     @app.post("/predict", summary="Top-k classes of raw inputs: an image upload, text, or arrays",
               openapi_extra=predict_body)
     async def predict(request: Request, top_k: int = 3):
-        if top_k < 1:
-            raise InputError(f"top_k must be at least 1, got {top_k}")
-        array = await predict_input(request, predictor)
-        probabilities = await _run(array)
-        if probabilities.ndim != 2:
-            raise HTTPError(400, f"model {predictor.name!r} does not output class probabilities: use "
-                                 f"/v2/models/{predictor.name}/infer")
-        return _json({"model_name": predictor.name, "predictions": predictor.top_k(probabilities, top_k)})
+        return await service.predict(request, top_k)
 
     @app.get("/metrics", summary="Prometheus metrics")
     async def prometheus():
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    fast = {("POST", f"/v2/models/{predictor.name}/infer"): ("/v2/models/{name}/infer", infer_body_to_response)}
-    return _Guard(app, max_body_bytes, metrics, fast)
+
+def create_app(predictor: Predictor, *, max_batch_size: int = 64, max_delay_ms: float = 5.0, max_queue: int = 256,
+               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, on_ready=None):
+    """The ASGI app serving `predictor` (see the module docstring); `on_ready()` runs once it is ready."""
+    service = Service(predictor, max_batch_size=max_batch_size, max_delay_ms=max_delay_ms, max_queue=max_queue)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        await service.start()
+        if on_ready is not None:
+            on_ready()
+        yield
+        await service.stop()
+
+    app = FastAPI(title=f"ember: {predictor.name}", version=ember.__version__, lifespan=lifespan,
+                  description=f"Model {predictor.name!r} ({predictor.task or 'arrays'}, {predictor.platform}). "
+                              "KServe v2 REST under /v2, raw inputs at /predict, Prometheus at /metrics.")
+    _add_error_handlers(app)
+    _add_routes(app, service)
+    fast = {("POST", f"/v2/models/{predictor.name}/infer"): ("/v2/models/{name}/infer", service.infer)}
+    return _Guard(app, max_body_bytes, service.metrics, fast)
 
 
 def bind(host: str, port: int) -> socket.socket:
