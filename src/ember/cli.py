@@ -21,7 +21,8 @@ def _quickstart(args):
 
 def _train(args):
     from ember.tasks import runner
-    runner.train(args.config, overrides=args.set, out=args.out, overwrite=args.overwrite, quiet=args.quiet)
+    runner.train(args.config, overrides=args.set, out=args.out, overwrite=args.overwrite, quiet=args.quiet,
+                 resume=args.resume)
 
 
 def _config_show(args):
@@ -158,6 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train from a YAML config into a run directory")
     train.add_argument("config", help="the YAML config (see configs/)")
     _add_run_options(train)
+    train.add_argument("--resume", action="store_true", help="go on from the checkpoints of an interrupted run "
+                       "of the same --out (train.checkpoint_every sets how often they are taken)")
     train.set_defaults(handler=_train)
 
     config = commands.add_parser("config", help="inspect configs")

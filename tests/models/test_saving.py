@@ -200,3 +200,21 @@ def test_metadata_travels_in_the_model_file(tmp_path):
     with pytest.raises(ValueError, match="JSON data only"):
         model.save(tmp_path / "n.ember")
     assert not (tmp_path / "n.ember").exists()
+
+
+def test_training_goes_on_identically_after_save_and_load(tmp_path):
+    """Regression: restored Adam moments were contiguous while channels_last conv weights are not, and
+    torch's fused Adam pairs them by memory position, so the first step after loading went astray."""
+    from ember import layers, models
+    rng = np.random.default_rng(0)
+    x, y = rng.random((64, 8, 8, 3), dtype=np.float32), rng.integers(0, 3, 64)  # 3 channels: layouts differ
+    model = models.Sequential([layers.Input((8, 8, 3)), layers.Conv2D(4, 3, activation="relu"), layers.Flatten(),
+                               layers.Dense(3, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=1, batch_size=16, verbose=0, shuffle=False)
+    model.save(tmp_path / "m.ember")
+    loaded = models.load_model(tmp_path / "m.ember")
+    for m in (model, loaded):
+        m.train_on_batch(x[:16], y[:16])
+    for a, b in zip(model.get_weights(), loaded.get_weights()):
+        np.testing.assert_array_equal(a, b)

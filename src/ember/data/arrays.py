@@ -97,12 +97,19 @@ class ArrayData:
     def num_batches(self, batch_size: int) -> int:
         return -(-len(self) // batch_size)
 
-    def batches(self, batch_size: int, *, shuffle: bool = False, device=None, trim: bool = False):
-        """Yields (inputs tuple, y or None, weight or None) per batch; a new order each call when shuffling.
-        `trim`: cut token-id inputs to the longest text in the batch (`trim_padding`)."""
-        order = torch.randperm(len(self)) if shuffle else None
-        for start in range(0, len(self), batch_size):
-            index = order[start:start + batch_size] if shuffle else slice(start, start + batch_size)
+    def epoch_order(self, shuffle: bool) -> torch.Tensor | None:
+        """The order of one epoch's samples: a fresh permutation when shuffling, else None (as stored)."""
+        return torch.randperm(len(self)) if shuffle else None
+
+    def batches(self, batch_size: int, *, shuffle: bool = False, order=None, start: int = 0, device=None,
+                trim: bool = False):
+        """Yields (inputs tuple, y or None, weight or None) per batch, from batch `start` on; samples in
+        `order` if given, else a new order each call when shuffling. `trim`: cut token-id inputs to the
+        longest text in the batch (`trim_padding`)."""
+        if order is None and shuffle:
+            order = self.epoch_order(True)
+        for first in range(start * batch_size, len(self), batch_size):
+            index = order[first:first + batch_size] if order is not None else slice(first, first + batch_size)
             batch = [t[index] if t is not None else None for t in self._tensors()]
             if device is not None:
                 batch = [t.to(device, non_blocking=True) if t is not None and t.device != device else t

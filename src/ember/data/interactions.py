@@ -112,8 +112,9 @@ class NegativeSampling(ArrayData):
     def to(self, device):
         return self  # each epoch's samples move to the device when they are drawn
 
-    def batches(self, batch_size: int, *, shuffle: bool = False, device=None, trim: bool = False):
+    def batches(self, batch_size: int, *, shuffle: bool = False, order=None, start: int = 0, device=None,
+                trim: bool = False):
         epoch = self.epoch()
         if device is not None and torch.device(device).type != "cpu":
             epoch = epoch.to(device)  # one copy per epoch rather than one per batch
-        return epoch.batches(batch_size, shuffle=shuffle, device=device, trim=trim)
+        return epoch.batches(batch_size, shuffle=shuffle, start=start, device=device, trim=trim)

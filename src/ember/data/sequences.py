@@ -59,9 +59,11 @@ class TokenBatches(ArrayData):
     def to(self, device):
         return self  # each batch moves to the device when it is drawn
 
-    def batches(self, batch_size: int = 0, *, shuffle: bool = False, device=None, trim: bool = True):
-        """(inputs, targets, None) per batch, each cut to its longest sequence; `batch_size` is not used."""
-        for group in self._plan(shuffle):
+    def batches(self, batch_size: int = 0, *, shuffle: bool = False, order=None, start: int = 0, device=None,
+                trim: bool = True):
+        """(inputs, targets, None) per batch from batch `start` on, each cut to its longest sequence;
+        `batch_size` and `order` are not used (the batches are planned here)."""
+        for group in self._plan(shuffle)[start:]:
             index = torch.from_numpy(group)
             xs = tuple(trim_padding(x[index]) for x in self.xs)
             y = None if self.y is None else trim_padding(self.y[index])

@@ -24,6 +24,7 @@ from ember.train import optimizers as optimizers_lib
 
 FORMAT_VERSION = 1
 CONFIG, WEIGHTS, OPTIMIZER = "config.json", "model.safetensors", "optimizer.safetensors"
+EXTRA_FOLDERS = ("assets/", "training/")  # vocabularies and the like; a checkpoint's training state
 _MAX_CONFIG_BYTES = 16 * 2**20
 MODELS = {"Sequential": Sequential, **TRANSLATORS}  # model classes a file may name
 
@@ -55,8 +56,9 @@ def _optimizer_tensors(optimizer) -> tuple[dict, list]:
     return tensors, groups
 
 
-def save_model(model: Model, filepath, *, include_optimizer=True) -> None:
-    """Write `model` to `filepath` (a `.ember` zip)."""
+def save_model(model: Model, filepath, *, include_optimizer=True, extra: dict | None = None) -> None:
+    """Write `model` to `filepath` (a `.ember` zip). `extra` maps further entry names under assets/ or
+    training/ to their bytes (a training checkpoint's state)."""
     filepath = os.fspath(filepath)
     if not filepath.endswith(".ember"):
         raise ValueError(f"model files end in '.ember', got {filepath!r}")
@@ -70,6 +72,10 @@ def save_model(model: Model, filepath, *, include_optimizer=True) -> None:
         tensors, config["optimizer_param_groups"] = _optimizer_tensors(model.optimizer)
         entries[OPTIMIZER] = save_safetensors(tensors)
     entries[CONFIG] = json.dumps(config, indent=2).encode()
+    for name in extra or {}:
+        if not name.startswith(EXTRA_FOLDERS):
+            raise ValueError(f"extra entry {name!r} must lie under {' or '.join(EXTRA_FOLDERS)}")
+    entries.update(extra or {})
 
     def write(f):
         with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED) as archive:
@@ -92,9 +98,9 @@ def _check_entries(archive: zipfile.ZipFile, path: str) -> None:
             raise ModelFileError(f"{path}: unsafe entry {name!r} escapes the model file's folder")
         if name.endswith((".pkl", ".pickle", ".pt", ".pth", ".bin")) or name.endswith("data.pkl"):
             raise ModelFileError(f"{path}: entry {name!r} holds pickled data, which ember never loads")
-        if name not in (CONFIG, WEIGHTS, OPTIMIZER) and not name.startswith("assets/"):
+        if name not in (CONFIG, WEIGHTS, OPTIMIZER) and not name.startswith(EXTRA_FOLDERS):
             raise ModelFileError(f"{path}: unexpected entry {name!r} (an .ember file holds {CONFIG}, {WEIGHTS}, "
-                                 f"{OPTIMIZER} and assets/)")
+                                 f"{OPTIMIZER}, assets/ and training/)")
     if CONFIG not in archive.namelist() or WEIGHTS not in archive.namelist():
         raise ModelFileError(f"{path}: not an ember model file (needs {CONFIG} and {WEIGHTS})")
 
@@ -198,6 +204,31 @@ def _restore_optimizer(model, archive, config, path):
         model.optimizer.load_state_dict({"state": slots, "param_groups": config["optimizer_param_groups"]})
     except (KeyError, ValueError, TypeError) as e:
         raise ModelFileError(f"{path}: optimizer state does not match the model ({e})") from None
+    _match_layouts(model.optimizer)
+
+
+def _match_layouts(optimizer) -> None:
+    """Give each per-weight state tensor its weight's memory layout (channels_last convolutions): the files
+    hold contiguous tensors, and torch's fused Adam pairs weights and moments element by element in memory,
+    so a moment in another layout would update the wrong weights."""
+    for param, state in optimizer.state.items():
+        for name, value in state.items():
+            if isinstance(value, torch.Tensor) and value.shape == param.shape and value.stride() != param.stride():
+                state[name] = torch.empty_like(param, dtype=value.dtype).copy_(value)
+
+
+def _open(path: str) -> tuple[zipfile.ZipFile, dict]:
+    """The checked archive of a model file and its config."""
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as e:
+        raise ModelFileError(f"{path}: not a valid ember model file (truncated or not a zip: {e})") from None
+    try:
+        _check_entries(archive, path)
+        return archive, _load_config(archive, path)
+    except BaseException:
+        archive.close()
+        raise
 
 
 def load_model(filepath, custom_objects: dict | None = None, compile: bool = True) -> Model:
@@ -208,13 +239,8 @@ def load_model(filepath, custom_objects: dict | None = None, compile: bool = Tru
     path = os.fspath(filepath)
     if not os.path.isfile(path):
         raise ModelFileError(f"{path}: no such model file")
-    try:
-        archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as e:
-        raise ModelFileError(f"{path}: not a valid ember model file (truncated or not a zip: {e})") from None
+    archive, config = _open(path)
     with archive:
-        _check_entries(archive, path)
-        config = _load_config(archive, path)
         model = model_from_config(config, custom_objects, path)
         metadata = config.get("metadata", {})
         if not isinstance(metadata, dict):
@@ -227,6 +253,19 @@ def load_model(filepath, custom_objects: dict | None = None, compile: bool = Tru
                 _restore_optimizer(model, archive, config, path)
     model.eval()
     return model
+
+
+def restore_checkpoint(model: Model, filepath, names=()) -> dict[str, bytes]:
+    """Load the weights and optimizer state of the checkpoint `filepath` (a `.ember` file of the same
+    architecture) into the compiled `model`, and return the bytes of its entries `names` that it holds."""
+    path = os.fspath(filepath)
+    archive, config = _open(path)
+    with archive:
+        _apply_weights(model, _load_state(model, _read(archive, WEIGHTS, path), path, WEIGHTS), path)
+        if OPTIMIZER in archive.namelist():
+            model._ensure_optimizer()
+            _restore_optimizer(model, archive, config, path)
+        return {name: _read(archive, name, path) for name in names if name in archive.namelist()}
 
 
 def save_weights(model: Model, filepath) -> None:

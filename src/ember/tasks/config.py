@@ -83,6 +83,9 @@ class Train(Section):
     schedule: Schedule = Schedule()
     seed: int | None = Field(0, ge=0, lt=2**32, description="null: a different run each time")
     precision: Literal["32", "bf16-mixed"] = "32"
+    checkpoint_every: int | None = Field(None, ge=1, description="batches between resumable checkpoints "
+                                         "(`ember train --resume`); default: one at each epoch's end")
+    keep_checkpoints: int = Field(1, ge=1, description="how many resumable checkpoints stay (the newest)")
 
     @field_validator("optimizer")
     @classmethod

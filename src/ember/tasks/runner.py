@@ -23,6 +23,7 @@ from ember.seeding import set_random_seed
 from ember.tasks import config as config_lib
 from ember.tasks import get_task
 from ember.train import callbacks as callbacks_lib
+from ember.train import checkpoint as checkpoint_lib
 from ember.train import optimizers as optimizers_lib
 from ember.train.progress import EpochProgress
 
@@ -65,12 +66,31 @@ def check_run_dir(run_dir: Path, overwrite: bool, keep=()) -> None:
             raise RunDirError(f"{run_dir}: holds {path}, so --overwrite will not delete it; choose another --out")
 
 
+def _remove_stale(run_dir: Path) -> None:
+    """Staging folders of this run directory left by killed processes (their pid no longer runs)."""
+    for folder in run_dir.parent.glob(f".{run_dir.name}.partial-*"):
+        pid = folder.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _running(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
 @contextlib.contextmanager
 def staged(run_dir: Path, overwrite: bool, keep=()):
     """Yield a hidden sibling folder to write into; on success it becomes `run_dir`, on failure it is removed."""
     staging = run_dir.parent / f".{run_dir.name}.partial-{os.getpid()}"
     try:
         run_dir.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale(run_dir)
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir()
     except OSError as e:
@@ -89,6 +109,12 @@ def staged(run_dir: Path, overwrite: bool, keep=()):
 # -- callbacks the runner adds -----------------------------------------------------------------------
 class MetricsLogger(callbacks_lib.Callback):
     """Appends one JSON line per epoch: epoch, every log value, the learning rate and the epoch's seconds."""
+
+    state_keys = ("rows",)  # a resumed run's metrics.jsonl holds the epochs before the interruption too
+
+    def set_state(self, state):
+        super().set_state(state)
+        self.path.write_text("".join(json.dumps(row) + "\n" for row in self.rows))
 
     def __init__(self, path: Path):
         super().__init__()
@@ -127,19 +153,15 @@ def _monitor(name: str | None, metrics, has_validation: bool, key: str, extra=()
 
 
 def build_callbacks(config, metrics, run_dir: Path, has_validation: bool, quiet: bool, task_callbacks=(),
-                    steps_per_epoch: int = 1) -> list:
+                    steps_per_epoch: int = 1, base_lr: float | None = None) -> list:
     section, plan = config.callbacks, config.train.schedule
     extra = [name for callback in task_callbacks for name in getattr(callback, "logged", ())]
     # the task's own (e.g. val_bleu) first: the logger and the progress line then see what they add to the logs
     found = [*task_callbacks, MetricsLogger(run_dir / "metrics.jsonl")]
     if not quiet:  # before the callbacks that print, so their lines follow the epoch's
         found.append(EpochProgress(config.train.epochs))
-    base_lr = None
-
-    def schedule(epoch, lr):
-        nonlocal base_lr
-        base_lr = lr if base_lr is None else base_lr
-        return plan.factor(epoch, config.train.epochs, base_lr)
+    def schedule(epoch, lr):  # from the configured rate, so a resumed run schedules as the first did
+        return plan.factor(epoch, config.train.epochs, base_lr if base_lr is not None else lr)
     if plan.warmup_steps:
         found.insert(0, callbacks_lib.StepLearningRateScheduler(
             lambda step, lr: plan.at_step(step, steps_per_epoch, config.train.epochs, lr)))
@@ -204,15 +226,54 @@ def _resolved(config, optimizer, has_validation: bool):
     return config
 
 
-def _check_finite(history: list) -> None:
+def _check_finite(history: list, callbacks: list, run_dir: Path) -> None:
     last = history[-1] if history else {}
-    if not math.isfinite(last.get("loss", 0.0)):
-        raise EmberError(f"training diverged: the loss became {last['loss']} in epoch {last['epoch']}; lower "
-                         "train.lr or check the data for NaN or huge values")
+    if math.isfinite(last.get("loss", 0.0)):
+        return
+    guard = next((c for c in callbacks if isinstance(c, callbacks_lib.TerminateOnNaN)), None)
+    where = (f"at epoch {guard.stopped_at[0]}, batch {guard.stopped_at[1]}" if guard and guard.stopped_at
+             else f"in epoch {last['epoch']}")
+    kept = checkpoint_lib.checkpoints_in(backup_dir_of(run_dir))
+    note = f"; the last good checkpoint is {kept[-1]} (--resume goes on from it)" if kept else ""
+    raise EmberError(f"training diverged: the loss became {last['loss']} {where}; lower train.lr or check the "
+                     f"data for NaN or huge values{note}")
 
 
-def train(config_path=None, *, overrides=(), out=None, overwrite=False, quiet=False, config=None) -> Path:
-    """Run `ember train`: returns the run directory."""
+@contextlib.contextmanager
+def _resumable(run_dir: Path):
+    """On failure, keep the run's backup folder only if it holds a checkpoint to resume from."""
+    try:
+        yield
+    except BaseException:
+        folder = backup_dir_of(run_dir)
+        if folder.is_dir() and not checkpoint_lib.checkpoints_in(folder):
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+
+
+def backup_dir_of(run_dir: Path) -> Path:
+    """Where `ember train` keeps the resumable checkpoints of a run until it ends."""
+    return run_dir.parent / f".{run_dir.name}.backup"
+
+
+def _backup(config, run_dir: Path, resume: bool, quiet: bool):
+    folder = backup_dir_of(run_dir)
+    found = checkpoint_lib.checkpoints_in(folder) if folder.is_dir() else []
+    if resume and not found:
+        raise RunDirError(f"{run_dir}: nothing to resume (no checkpoints in {folder}); run without --resume")
+    if found and not resume:
+        _say(quiet, f"note: {run_dir} has checkpoints of an interrupted run; starting afresh (--resume continues it)")
+        shutil.rmtree(folder, ignore_errors=True)
+    if resume:
+        _say(quiet, f"resuming from {found[-1]}")
+    return checkpoint_lib.BackupAndRestore(folder, save_freq=config.train.checkpoint_every or "epoch",
+                                           keep=config.train.keep_checkpoints)
+
+
+def train(config_path=None, *, overrides=(), out=None, overwrite=False, quiet=False, config=None,
+          resume=False) -> Path:
+    """Run `ember train`: returns the run directory. `resume`: go on from the checkpoints of an interrupted
+    run of the same run directory."""
     if config is None:
         config = config_lib.load_config(config_path, overrides)
     task = get_task(config.task)
@@ -238,18 +299,20 @@ def train(config_path=None, *, overrides=(), out=None, overwrite=False, quiet=Fa
     _say(quiet, f"ember train: {config.task} on {data.source} ({n_train:,} training / {n_val:,} validation / "
                 f"{task.test_size(data):,} test samples), model {config.model.name or 'from model.layers'} "
                 f"({model.count_params():,} weights), {config.train.epochs} epochs -> {run_dir}")
-    with staged(run_dir, overwrite, keep) as staging:
+    with _resumable(run_dir), staged(run_dir, overwrite, keep) as staging:
         (staging / "config.yaml").write_text(config_lib.to_yaml(config))
         extra = task.callbacks(config, data) if hasattr(task, "callbacks") else []
         steps = x.num_batches(config.train.batch_size) if y is None else -(-(n_train) // config.train.batch_size)
-        callbacks = build_callbacks(config, metrics, staging, n_val > 0, quiet, extra, steps)
+        callbacks = [_backup(config, run_dir, resume, quiet),
+                     *build_callbacks(config, metrics, staging, n_val > 0, quiet, extra, steps,
+                                      getattr(optimizer, "learning_rate", None))]
         started = time.perf_counter()
         model.fit(x, y, batch_size=config.train.batch_size, epochs=config.train.epochs, verbose=0,
                   validation_split=split if n_val else 0.0, validation_data=validation if n_val else None,
                   callbacks=callbacks)
         seconds = time.perf_counter() - started
         history = next(c for c in callbacks if isinstance(c, MetricsLogger)).rows
-        _check_finite(history)
+        _check_finite(history, callbacks, run_dir)
         model.save(staging / "model.ember")
         metrics, details = task.evaluate(model, data, config.train.batch_size)
         write_json(staging / "metrics.json", metrics)
@@ -260,6 +323,7 @@ def train(config_path=None, *, overrides=(), out=None, overwrite=False, quiet=Fa
             stopped = next((c for c in callbacks if isinstance(c, callbacks_lib.EarlyStopping)), None)
             write_report(staging, config, model, data, metrics, history, seconds, sections,
                          trained_on=n_train, early_stop=stopped)
+    shutil.rmtree(backup_dir_of(run_dir), ignore_errors=True)  # the run ended: nothing left to resume
     _say(quiet, task.summary_line(metrics), f"run saved to {run_dir}")
     return run_dir
 

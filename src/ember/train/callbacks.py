@@ -19,6 +19,8 @@ _HOOKS = ("on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end", "o
 class Callback:
     """Base class: override the hooks you need; `self.model` and `self.params` are set by `fit`."""
 
+    state_keys: tuple = ()  # JSON attributes that BackupAndRestore checkpoints, so a resumed run goes on alike
+
     def __init__(self):
         self.model = None
         self.params = {}
@@ -28,6 +30,14 @@ class Callback:
 
     def set_params(self, params: dict):
         self.params = params
+
+    def get_state(self) -> dict:
+        return {key: getattr(self, key) for key in self.state_keys}
+
+    def set_state(self, state: dict) -> None:
+        for key in self.state_keys:
+            if key in state:
+                setattr(self, key, state[key])
 
 
 def _noop(self, *args, **kwargs):
@@ -91,6 +101,8 @@ class EarlyStopping(Callback):
     >>> EarlyStopping(monitor="val_loss", patience=3, restore_best_weights=True)
     """
 
+    state_keys = ("wait", "best", "stopped_epoch")
+
     def __init__(self, monitor="val_loss", min_delta=0.0, patience=0, verbose=0, mode="auto", baseline=None,
                  restore_best_weights=False, start_from_epoch=0):
         super().__init__()
@@ -132,6 +144,8 @@ class ModelCheckpoint(Callback):
 
     `filepath` may hold `{epoch}` and log keys: "ckpt/model-{epoch:02d}-{val_loss:.2f}.ember".
     """
+
+    state_keys = ("best",)
 
     def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False, save_weights_only=False,
                  mode="auto", save_freq="epoch"):
@@ -189,6 +203,8 @@ class CSVLogger(Callback):
 
 class ReduceLROnPlateau(Callback):
     """Multiplies the learning rate by `factor` after `patience` epochs without improvement."""
+
+    state_keys = ("wait", "best", "cooldown_counter")
 
     def __init__(self, monitor="val_loss", factor=0.1, patience=10, verbose=0, mode="auto", min_delta=1e-4,
                  cooldown=0, min_lr=0.0):
@@ -249,6 +265,8 @@ class StepLearningRateScheduler(Callback):
         super().__init__()
         self.schedule, self.step, self.base_lr = schedule, 0, None
 
+    state_keys = ("step", "base_lr")
+
     def on_train_begin(self, logs=None):
         self.base_lr = optimizers.get_learning_rate(self.model.optimizer) if self.base_lr is None else self.base_lr
 
@@ -257,11 +275,28 @@ class StepLearningRateScheduler(Callback):
         self.step += 1
 
 
+
 class TerminateOnNaN(Callback):
-    """Stops training at the first batch whose loss is NaN or infinite."""
+    """Stops training at the first batch whose loss is NaN or infinite; `stopped_at` is then (epoch, batch),
+    both counted from 1."""
+
+    def __init__(self):
+        super().__init__()
+        self.epoch, self.stopped_at = 0, None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
         loss = float((logs or {}).get("loss", 0.0))
         if not math.isfinite(loss):
             print(f"Batch {batch}: invalid loss {loss}, terminating training")
+            self.stopped_at = (self.epoch + 1, batch + 1)
             self.model.stop_training = True
+
+
+def __getattr__(name):  # BackupAndRestore lives with the checkpoints it writes (ember.train.checkpoint)
+    if name == "BackupAndRestore":
+        from ember.train.checkpoint import BackupAndRestore
+        return BackupAndRestore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

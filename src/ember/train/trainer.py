@@ -43,21 +43,32 @@ def fit(model, data: ArrayData, *, batch_size=32, epochs=1, verbose="auto", call
     train = train.to(device) if device.type != "cpu" else train
     steps = train.num_batches(batch_size)
     history = History()
-    callbacks = CallbackList([*(callbacks or []), history], model,
-                             {"epochs": epochs, "steps": steps, "verbose": verbose})
+    # a backup callback goes first: its checkpoint at a batch's start must precede what others do there
+    callbacks = sorted([*(callbacks or []), history], key=lambda c: not hasattr(c, "restore_training"))
+    backup = callbacks[0] if hasattr(callbacks[0], "restore_training") else None
+    callbacks = CallbackList(callbacks, model, {"epochs": epochs, "steps": steps, "verbose": verbose})
     wants_batch_logs = callbacks.wants("on_train_batch_end")
     trim = model.ignores_padding_length()
     model.stop_training = False
     callbacks.call("on_train_begin", {})
+    resume = backup.restore_training(callbacks.callbacks[1:]) if backup else None
+    first_epoch, first_step = (resume["epoch"], resume["step"]) if resume else (initial_epoch, 0)
     logs = {}
-    for epoch in range(initial_epoch, epochs):
+    for epoch in range(first_epoch, epochs):
         model.reset_metrics()
         callbacks.call("on_epoch_begin", epoch, {})
         if verbose:
             print(f"Epoch {epoch + 1}/{epochs}", flush=True)
         bar = Progbar(steps, verbose)
         model.train()
-        for step, (xs, y, weight) in enumerate(train.batches(batch_size, shuffle=shuffle, device=device, trim=trim)):
+        start = first_step if epoch == first_epoch else 0
+        # data with an explicit sample order (in-memory arrays) resumes mid-epoch exactly; other data
+        # (token-grouped, sampled per epoch) draws its order itself and is checkpointed at epoch ends
+        exact = hasattr(train, "epoch_order")
+        order = (resume["order"] if resume and start else train.epoch_order(shuffle)) if exact else None
+        model._epoch_order, model._exact_order = order, exact  # for checkpoints taken during the epoch
+        batches = train.batches(batch_size, shuffle=shuffle, order=order, start=start, device=device, trim=trim)
+        for step, (xs, y, weight) in enumerate(batches, start=start):
             callbacks.call("on_train_batch_begin", step, {})
             model.train_step(xs, y, weight)
             if wants_batch_logs:
