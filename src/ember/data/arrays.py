@@ -3,6 +3,9 @@ import numpy as np
 import torch
 
 
+MAX_CLASSES = 1_000_000  # labels at or above this are refused as mistakes (a class list that long is one)
+
+
 def to_tensor(array, what: str) -> torch.Tensor:
     """NumPy, lists or tensors -> a tensor; float64 becomes float32 (Keras's floatx), bool becomes float32."""
     tensor = array if isinstance(array, torch.Tensor) else torch.from_numpy(np.asarray(array))

@@ -5,12 +5,15 @@ test/ holding those), and an `.npz` of plain arrays (never unpickled). Errors na
 to change.
 """
 import io
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ember.data.arrays import MAX_CLASSES
 from ember.errors import DatasetError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
@@ -71,6 +74,8 @@ def class_labels(y, what: str) -> np.ndarray:
             raise DatasetError(f"{what}: labels must be whole class indices, found fractions or NaN")
     elif not np.issubdtype(y.dtype, np.integer):
         raise DatasetError(f"{what}: labels must be class indices, got dtype {y.dtype}")
+    if y.size and np.abs(y).max() >= MAX_CLASSES:  # a label of 10**12 is a mistake, not 10**12 classes
+        raise DatasetError(f"{what}: labels must be class indices below {MAX_CLASSES:,}, found {np.abs(y).max():g}")
     y = y.astype(np.int64)
     if y.size and y.min() < 0:
         raise DatasetError(f"{what}: labels must be class indices 0, 1, ..., found {y.min()}")
@@ -98,6 +103,8 @@ def read_image(path: Path, color_mode: str, image_size=None) -> np.ndarray:
         return decode_image(open(path, "rb"), color_mode, image_size, name=str(path))
     except FileNotFoundError:
         raise DatasetError(f"{path}: no such image file") from None
+    except DatasetError:
+        raise
     except OSError as e:  # a folder, no permission
         raise DatasetError(f"{path}: not a readable image ({e})") from None
 
@@ -198,13 +205,17 @@ def load_npz(path, test_split=0.2, seed=0, hold_out=True):
     if not path.is_file():
         raise DatasetError(f"data.npz: no such file {str(path)!r}")
     try:
-        with np.load(path, allow_pickle=False) as arrays:  # never unpickle a data file
+        # never unpickle a data file; the file is ours to close (np.load leaks it when the zip is broken)
+        with open(path, "rb") as f, np.load(f, allow_pickle=False) as arrays:
             contents = {k: arrays[k] for k in arrays.files}
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:  # truncated or not a zip
         raise DatasetError(f"{path}: not a readable .npz of plain arrays ({e})") from None
     for key in ("x_train", "y_train"):
         if key not in contents:
             raise DatasetError(f"{path}: missing array {key!r} (has {', '.join(contents) or 'nothing'})")
+    for key in ("x_train", "y_train", "x_test", "y_test"):
+        if key in contents and contents[key].ndim == 0:
+            raise DatasetError(f"{path}: {key} is a single value, not an array of samples")
     x, y = contents["x_train"], class_labels(contents["y_train"], f"{path}: y_train")
     if len(x) != len(y):
         raise DatasetError(f"{path}: x_train has {len(x)} samples but y_train has {len(y)}")

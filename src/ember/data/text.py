@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ember.data.arrays import MAX_CLASSES
 from ember.errors import DatasetError
 
 
@@ -24,15 +25,21 @@ def read_labeled_text(path, text_column="sentence", label_column="label", class_
         raise DatasetError(f"{path}: no such file") from None
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise DatasetError(f"{path}: cannot read ({e})") from None
+    ragged = next((i for i, row in enumerate(rows) if None in row or None in row.values()), None)
+    if ragged is not None:  # DictReader puts extra fields under None and fills missing ones with None
+        raise DatasetError(f"{path}: line {ragged + 2} has {'more' if None in rows[ragged] else 'fewer'} fields "
+                           f"than the header's {len(reader.fieldnames)} (quote texts holding {delimiter!r})")
     if not rows or text_column not in rows[0] or label_column not in rows[0]:
         found = ", ".join(k for k in rows[0] if k) if rows else "no rows"
         raise DatasetError(f"{path}: needs columns {text_column!r} and {label_column!r} (found {found})")
     texts = np.array([(row[text_column] or "").strip() for row in rows])
     raw = [(row[label_column] or "").strip() for row in rows]
     if class_names is None and all(label.lstrip("-").isdigit() for label in raw):
-        labels = np.array([int(label) for label in raw], dtype=np.int64)
-        if labels.min() < 0:
-            raise DatasetError(f"{path}: labels must be class indices 0, 1, ..., found {labels.min()}")
+        labels = [int(label) for label in raw]
+        if min(labels) < 0 or max(labels) >= MAX_CLASSES:
+            bad = min(labels) if min(labels) < 0 else max(labels)
+            raise DatasetError(f"{path}: labels must be class indices 0, 1, ... below {MAX_CLASSES:,}, found {bad}")
+        labels = np.array(labels, dtype=np.int64)
         return texts, labels, [str(i) for i in range(labels.max() + 1)]
     names = list(class_names) if class_names is not None else sorted(set(raw))
     index = {name: i for i, name in enumerate(names)}

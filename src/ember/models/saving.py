@@ -7,6 +7,7 @@ import json
 import os
 import tempfile
 import zipfile
+import zlib
 
 import torch
 from safetensors import SafetensorError
@@ -39,6 +40,11 @@ def write_atomically(path: str, write) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        os.unlink(tmp)
+        if e.filename:
+            raise
+        raise OSError(e.errno, e.strerror, path) from None  # name the file (a full disk, say)
     except BaseException:
         os.unlink(tmp)
         raise
@@ -111,7 +117,7 @@ def _read(archive, name, path, limit=None) -> bytes:
         raise ModelFileError(f"{path}: {name} is implausibly large ({info.file_size} bytes)")
     try:
         return archive.read(name)
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as e:
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, zlib.error) as e:
         raise ModelFileError(f"{path}: {name} is corrupt ({e})") from None
 
 
@@ -162,6 +168,17 @@ def model_from_config(config: dict, custom_objects: dict | None = None, path: st
         return _layer_from({"class_name": name, "config": body}, classes, path)
     raise ModelFileError(f"{path}: unknown model class {name!r} (a subclassed model needs "
                          "load_model(..., custom_objects={...}))")
+
+
+def _build(config: dict, custom_objects, path: str) -> Model:
+    """`model_from_config`, with whatever a malformed config makes Python or torch raise said as the file's error."""
+    try:
+        return model_from_config(config, custom_objects, path)
+    except ModelFileError:
+        raise
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError, RuntimeError) as e:
+        raise ModelFileError(f"{path}: {CONFIG} does not describe a model ember can build "
+                             f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
 
 
 def _load_state(model, data: bytes, path: str, what: str) -> dict:
@@ -241,7 +258,7 @@ def load_model(filepath, custom_objects: dict | None = None, compile: bool = Tru
         raise ModelFileError(f"{path}: no such model file")
     archive, config = _open(path)
     with archive:
-        model = model_from_config(config, custom_objects, path)
+        model = _build(config, custom_objects, path)
         metadata = config.get("metadata", {})
         if not isinstance(metadata, dict):
             raise ModelFileError(f"{path}: 'metadata' in {CONFIG} must be a JSON object")

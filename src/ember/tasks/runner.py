@@ -94,13 +94,20 @@ def staged(run_dir: Path, overwrite: bool, keep=()):
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir()
     except OSError as e:
-        raise RunDirError(f"{run_dir}: cannot create the run directory ({e.strerror})") from None
+        blocking = next((p for p in run_dir.parents if p.exists() and not p.is_dir()), None)
+        reason = f"{blocking} is a file, not a folder" if blocking else e.strerror
+        raise RunDirError(f"{run_dir}: cannot create the run directory ({reason})") from None
     try:
         yield staging
         check_run_dir(run_dir, overwrite, keep)  # nothing else took the folder meanwhile
         if run_dir.exists():
             shutil.rmtree(run_dir)
         staging.rename(run_dir)
+    except OSError as e:
+        shutil.rmtree(staging, ignore_errors=True)
+        if e.filename or isinstance(e, EmberError):
+            raise
+        raise RunDirError(f"{run_dir}: cannot write the run ({e.strerror})") from None  # a full disk, say
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
