@@ -16,8 +16,10 @@ from ember.tasks.runner import backup_dir_of
 from ember.train.checkpoint import checkpoints_in
 
 ROOT = Path(__file__).resolve().parents[2]
-# two epochs of the shipped digits config, a resumable checkpoint every 5 batches, dropout and a cosine schedule
-SETTINGS = ["--set", "train.epochs=2", "--set", "train.checkpoint_every=5", "--set", "callbacks.early_stopping=null",
+# two epochs of the shipped digits config (dropout, a warm-up and cosine schedule), a resumable checkpoint every
+# 5 batches, deterministic algorithms
+SETTINGS = ["--set", "train.epochs=2", "--set", "train.checkpoint_every=5", "--set", "train.deterministic=true",
+            "--set", "callbacks.early_stopping=null",
             "--set", "output.plots=false", "--quiet"]
 
 

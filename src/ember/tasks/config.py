@@ -86,6 +86,8 @@ class Train(Section):
     checkpoint_every: int | None = Field(None, ge=1, description="batches between resumable checkpoints "
                                          "(`ember train --resume`); default: one at each epoch's end")
     keep_checkpoints: int = Field(1, ge=1, description="how many resumable checkpoints stay (the newest)")
+    deterministic: bool = Field(False, description="deterministic torch algorithms only: a run (and a resumed "
+                                "run) repeats bit for bit on the same machine")
 
     @field_validator("optimizer")
     @classmethod

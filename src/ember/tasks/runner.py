@@ -19,7 +19,7 @@ from pathlib import Path
 from ember import models
 from ember.errors import DatasetError, EmberError
 from ember.evaluation import plots
-from ember.seeding import set_random_seed
+from ember.seeding import deterministic, set_random_seed
 from ember.tasks import config as config_lib
 from ember.tasks import get_task
 from ember.train import callbacks as callbacks_lib
@@ -306,7 +306,8 @@ def train(config_path=None, *, overrides=(), out=None, overwrite=False, quiet=Fa
     _say(quiet, f"ember train: {config.task} on {data.source} ({n_train:,} training / {n_val:,} validation / "
                 f"{task.test_size(data):,} test samples), model {config.model.name or 'from model.layers'} "
                 f"({model.count_params():,} weights), {config.train.epochs} epochs -> {run_dir}")
-    with _resumable(run_dir), staged(run_dir, overwrite, keep) as staging:
+    with _resumable(run_dir), deterministic(config.train.deterministic), \
+            staged(run_dir, overwrite, keep) as staging:
         (staging / "config.yaml").write_text(config_lib.to_yaml(config))
         extra = task.callbacks(config, data) if hasattr(task, "callbacks") else []
         steps = x.num_batches(config.train.batch_size) if y is None else -(-(n_train) // config.train.batch_size)
