@@ -111,6 +111,8 @@ CASES = {
     "IDX that is not gzip": (_idx_not_gzip, "train-labels-idx1-ubyte.gz"),
     "corrupt PNG in a training folder": (lambda t, m: ["train", image_folder(t, corrupt=True), "--out",
                                                        str(t / "run")], "3.png"),
+    "corrupt PNG, over an earlier run": (lambda t, m: ["train", image_folder(t, corrupt=True), "--out",
+                                                       _earlier_run(t), "--overwrite"], "3.png"),
     "corrupt PNG to predict": (lambda t, m: ["predict", model_file(t, m), str(_write(t / "x.png", b"\x89PNG junk"))],
                                "x.png"),
     "non-UTF-8 text": (lambda t, m: ["train", text_config(t, "sentence,label\ncaf\xe9 cr\xe8me,1\n".encode("latin-1")
@@ -151,6 +153,16 @@ CASES = {
     "missing input to predict": (lambda t, m: ["predict", model_file(t, m), str(t / "absent.png")], "absent.png"),
     "export to a non-.onnx file": (lambda t, m: ["export", model_file(t, m), "--out", str(t / "m.txt")], "m.txt"),
 }
+
+
+def _earlier_run(t: Path) -> str:
+    """A finished run directory that --overwrite would replace, were the new run to succeed."""
+    run = t / "earlier"
+    run.mkdir()
+    (run / "config.yaml").write_text("task: image_classification\n")
+    (run / "metrics.jsonl").write_text('{"epoch": 1, "loss": 0.5}\n')
+    (run / "model.ember").write_bytes(b"the earlier model")
+    return str(run)
 
 
 def _write(path: Path, data: bytes) -> Path:

@@ -208,14 +208,15 @@ def load_npz(path, test_split=0.2, seed=0, hold_out=True):
         # never unpickle a data file; the file is ours to close (np.load leaks it when the zip is broken)
         with open(path, "rb") as f, np.load(f, allow_pickle=False) as arrays:
             contents = {k: arrays[k] for k in arrays.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:  # truncated or not a zip
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError) as e:
+        # truncated, not a zip, an unknown compression method, an "encrypted" entry
         raise DatasetError(f"{path}: not a readable .npz of plain arrays ({e})") from None
     for key in ("x_train", "y_train"):
         if key not in contents:
             raise DatasetError(f"{path}: missing array {key!r} (has {', '.join(contents) or 'nothing'})")
-    for key in ("x_train", "y_train", "x_test", "y_test"):
+    for key in ("x_train", "y_train", "x_test", "y_test", "class_names"):
         if key in contents and contents[key].ndim == 0:
-            raise DatasetError(f"{path}: {key} is a single value, not an array of samples")
+            raise DatasetError(f"{path}: {key} is a single value, not an array")
     x, y = contents["x_train"], class_labels(contents["y_train"], f"{path}: y_train")
     if len(x) != len(y):
         raise DatasetError(f"{path}: x_train has {len(x)} samples but y_train has {len(y)}")

@@ -1,5 +1,6 @@
 """Labelled text from CSV/TSV files: one column of text, one of labels (integers or class names)."""
 import csv
+import re
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,7 @@ def read_labeled_text(path, text_column="sentence", label_column="label", class_
         raise DatasetError(f"{path}: needs columns {text_column!r} and {label_column!r} (found {found})")
     texts = np.array([(row[text_column] or "").strip() for row in rows])
     raw = [(row[label_column] or "").strip() for row in rows]
-    if class_names is None and all(label.lstrip("-").isdigit() for label in raw):
+    if class_names is None and all(re.fullmatch(r"-?[0-9]+", label) for label in raw):  # not isdigit(): "¹"
         labels = [int(label) for label in raw]
         if min(labels) < 0 or max(labels) >= MAX_CLASSES:
             bad = min(labels) if min(labels) < 0 else max(labels)

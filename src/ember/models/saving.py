@@ -117,7 +117,8 @@ def _read(archive, name, path, limit=None) -> bytes:
         raise ModelFileError(f"{path}: {name} is implausibly large ({info.file_size} bytes)")
     try:
         return archive.read(name)
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, zlib.error) as e:
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, zlib.error, NotImplementedError, RuntimeError) as e:
+        # RuntimeError: an "encrypted" entry; NotImplementedError: an unknown compression method
         raise ModelFileError(f"{path}: {name} is corrupt ({e})") from None
 
 
