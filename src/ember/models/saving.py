@@ -239,7 +239,7 @@ def _open(path: str) -> tuple[zipfile.ZipFile, dict]:
     """The checked archive of a model file and its config."""
     try:
         archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as e:
+    except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError) as e:  # NotImplementedError: "zip version"
         raise ModelFileError(f"{path}: not a valid ember model file (truncated or not a zip: {e})") from None
     try:
         _check_entries(archive, path)
