@@ -35,19 +35,19 @@ def weights(run: Path) -> dict:
         return load_tensors(archive.read("model.safetensors"))
 
 
-def kill_after_a_new_checkpoint(process: subprocess.Popen, folder: Path, after: set, rng) -> set:
-    """SIGKILL `process` a random moment after it writes a checkpoint not in `after`; the checkpoints then."""
+def kill_at_checkpoint(process: subprocess.Popen, folder: Path, number: int, rng) -> None:
+    """SIGKILL `process` a random few milliseconds after it writes checkpoint `number` (of about 16: one every
+    5 of the 2 x 41 batches), so that the kill lands mid-step, with training still left to do."""
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:
-        found = set(checkpoints_in(folder)) if folder.is_dir() else set()
-        if found - after:
-            time.sleep(rng.uniform(0.0, 0.3))
+        if any(int(p.stem.split("-")[1]) >= number for p in (checkpoints_in(folder) if folder.is_dir() else [])):
+            time.sleep(rng.uniform(0.0, 0.02))
             process.send_signal(signal.SIGKILL)
             process.wait()
             process.stderr.close()
-            return set(checkpoints_in(folder))
-        time.sleep(0.01)
-    raise AssertionError(f"no new checkpoint before the run ended: {process.stderr.read()}")
+            return
+        time.sleep(0.002)
+    raise AssertionError(f"the run ended before checkpoint {number}: {process.stderr.read()}")
 
 
 @pytest.mark.slow
@@ -56,10 +56,11 @@ def test_three_sigkills_then_resume_give_bitwise_identical_weights(tmp_path):
     assert straight.wait(timeout=300) == 0, straight.stderr.read()
     straight.stderr.close()
     rng = random.Random(int(os.environ.get("EMBER_KILL_SEED", "0")))
-    run, seen = tmp_path / "killed", set()
-    for attempt in range(3):
+    run = tmp_path / "killed"
+    for attempt, number in enumerate(sorted(rng.sample(range(2, 13), 3))):  # 3 random points of the 2 epochs
         process = ember_train(run, *(["--resume"] if attempt else []))
-        seen = kill_after_a_new_checkpoint(process, backup_dir_of(run), seen, rng)
+        kill_at_checkpoint(process, backup_dir_of(run), number, rng)
+        assert process.returncode == -signal.SIGKILL
         assert not run.exists()  # killed runs leave no run directory, only what --resume needs
     finished = ember_train(run, "--resume")
     assert finished.wait(timeout=300) == 0, finished.stderr.read()
