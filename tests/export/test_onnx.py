@@ -90,6 +90,7 @@ def test_cli_exports_and_reports(tmp_path):
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "no such folder" in bad.stderr
 
 
+@pytest.mark.slow  # trains on MNIST and SST-2
 @pytest.mark.data
 def test_parity_on_real_test_sets(ember_data, tmp_path):
     """The classic CNN on all 10,000 MNIST test images and the SST-2 BiLSTM (its shipped config's
