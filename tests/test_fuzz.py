@@ -146,7 +146,7 @@ def _fuzz_npz(arrays, pickled, cut):
     buffer = io.BytesIO()
     if pickled:
         arrays = {**arrays, "x_train": np.array([{"evil": 1}], dtype=object)}
-    np.savez(buffer, **arrays) if not pickled else np.savez(buffer, **arrays)
+    np.savez(buffer, **arrays)
     data = buffer.getvalue()
     path = _file(data[:cut] if cut is not None else data, ".npz")
     try:

@@ -146,30 +146,8 @@ def _add_run_options(parser):
     parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ember", description="Keras-style deep learning on PyTorch.")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
-    parser.add_argument("--version", action="version", version=f"ember {_version()}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    quick = commands.add_parser("quickstart", help="train the classic CNN on the digits that ship with "
-                                "scikit-learn (offline) and write a run directory")
-    _add_run_options(quick)
-    quick.set_defaults(handler=_quickstart)
-
-    train = commands.add_parser("train", help="train from a YAML config into a run directory")
-    train.add_argument("config", help="the YAML config (see configs/)")
-    _add_run_options(train)
-    train.add_argument("--resume", action="store_true", help="go on from the checkpoints of an interrupted run "
-                       "of the same --out (train.checkpoint_every sets how often they are taken)")
-    train.set_defaults(handler=_train)
-
-    config = commands.add_parser("config", help="inspect configs")
-    config_commands = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
-    show = config_commands.add_parser("show", help="print the resolved config, defaults filled in")
-    show.add_argument("config")
-    show.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
-    show.set_defaults(handler=_config_show)
-
+def _add_use_commands(commands) -> None:
+    """Commands that use a trained model: evaluate, predict, transcribe, translate, recommend."""
     evaluate = commands.add_parser("evaluate", help="test metrics of a run directory or a model file")
     evaluate.add_argument("target", metavar="RUN_DIR|MODEL")
     evaluate.add_argument("--data", help="test data: a dataset name (mnist, fashion_mnist, digits), an image "
@@ -210,6 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
     recommend.add_argument("--json", action="store_true", help="print machine-readable JSON")
     recommend.set_defaults(handler=_recommend)
 
+
+def _add_deploy_commands(commands) -> None:
+    """Commands that take a model elsewhere: export, serve."""
     export = commands.add_parser("export", help="export a model file to ONNX (checked against ONNX Runtime)")
     export.add_argument("model", metavar="MODEL", help="a model.ember")
     export.add_argument("--format", choices=["onnx"], default="onnx")
@@ -234,6 +215,34 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--threads", type=_positive, default=None, help="inference threads (default: the cores)")
     serve.add_argument("--quiet", action="store_true", help="print nothing but errors")
     serve.set_defaults(handler=_serve)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ember", description="Keras-style deep learning on PyTorch.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument("--version", action="version", version=f"ember {_version()}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    quick = commands.add_parser("quickstart", help="train the classic CNN on the digits that ship with "
+                                "scikit-learn (offline) and write a run directory")
+    _add_run_options(quick)
+    quick.set_defaults(handler=_quickstart)
+
+    train = commands.add_parser("train", help="train from a YAML config into a run directory")
+    train.add_argument("config", help="the YAML config (see configs/)")
+    _add_run_options(train)
+    train.add_argument("--resume", action="store_true", help="go on from the checkpoints of an interrupted run "
+                       "of the same --out (train.checkpoint_every sets how often they are taken)")
+    train.set_defaults(handler=_train)
+
+    config = commands.add_parser("config", help="inspect configs")
+    config_commands = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    show = config_commands.add_parser("show", help="print the resolved config, defaults filled in")
+    show.add_argument("config")
+    show.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
+    show.set_defaults(handler=_config_show)
+
+    _add_use_commands(commands)
+    _add_deploy_commands(commands)
     return parser
 
 
