@@ -21,8 +21,13 @@ def _quickstart(args):
 
 def _train(args):
     from ember.tasks import runner
-    runner.train(args.config, overrides=args.set, out=args.out, overwrite=args.overwrite, quiet=args.quiet,
-                 resume=args.resume)
+    options = dict(overrides=args.set, out=args.out, overwrite=args.overwrite, quiet=args.quiet, resume=args.resume)
+    if args.nproc_per_node > 1 or args.nnodes > 1:
+        runner.train_distributed(args.config, nproc_per_node=args.nproc_per_node, nnodes=args.nnodes,
+                                 node_rank=args.node_rank, master_addr=args.master_addr,
+                                 master_port=args.master_port, debug=args.debug, **options)
+    else:
+        runner.train(args.config, **options)
 
 
 def _config_show(args):
@@ -125,6 +130,13 @@ def _non_negative(text: str) -> float:
     return value
 
 
+def _index(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
 def _model_name(text: str) -> str:
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", text):
         raise argparse.ArgumentTypeError(f"must be letters, digits, '.', '_' or '-' (it goes into URLs), got {text!r}")
@@ -144,6 +156,18 @@ def _add_run_options(parser):
     parser.add_argument("--out", help="run directory (default: output.dir, else runs/<config name>)")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty run directory")
     parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
+
+
+def _add_distributed_options(parser) -> None:
+    group = parser.add_argument_group("distributed training (torchrun, DistributedDataParallel)")
+    group.add_argument("--nproc-per-node", type=_positive, default=1, metavar="N",
+                       help="processes on this node (batch_size is per process)")
+    group.add_argument("--nnodes", type=_positive, default=1, metavar="M", help="machines in the run")
+    group.add_argument("--node-rank", type=_index, default=0, metavar="R",
+                       help="this machine's number, 0 to M-1 (node 0 writes the run)")
+    group.add_argument("--master-addr", default="127.0.0.1", metavar="ADDR", help="node 0's address")
+    group.add_argument("--master-port", type=_port, default=None, metavar="PORT",
+                       help="a free port on node 0 (default: 29500 with --nnodes above 1, else any free port)")
 
 
 def _add_use_commands(commands) -> None:
@@ -232,6 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(train)
     train.add_argument("--resume", action="store_true", help="go on from the checkpoints of an interrupted run "
                        "of the same --out (train.checkpoint_every sets how often they are taken)")
+    _add_distributed_options(train)
     train.set_defaults(handler=_train)
 
     config = commands.add_parser("config", help="inspect configs")
@@ -271,6 +296,8 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print(f"ember {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:  # the command is over: a SIGTERM now (say, from torchrun's agent) ends the process quietly
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
     return 0
 
 

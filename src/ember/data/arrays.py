@@ -107,11 +107,11 @@ class ArrayData:
     def batches(self, batch_size: int, *, shuffle: bool = False, order=None, start: int = 0, device=None,
                 trim: bool = False):
         """Yields (inputs tuple, y or None, weight or None) per batch, from batch `start` on; samples in
-        `order` if given, else a new order each call when shuffling. `trim`: cut token-id inputs to the
-        longest text in the batch (`trim_padding`)."""
+        `order` if given (all of them, or a subset: a process's shard), else a new order each call when
+        shuffling. `trim`: cut token-id inputs to the longest text in the batch (`trim_padding`)."""
         if order is None and shuffle:
             order = self.epoch_order(True)
-        for first in range(start * batch_size, len(self), batch_size):
+        for first in range(start * batch_size, len(order) if order is not None else len(self), batch_size):
             index = order[first:first + batch_size] if order is not None else slice(first, first + batch_size)
             batch = [t[index] if t is not None else None for t in self._tensors()]
             if device is not None:

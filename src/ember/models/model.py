@@ -18,10 +18,13 @@ from ember.train import losses as losses_lib
 from ember.train import metrics as metrics_lib
 from ember.train import optimizers as optimizers_lib
 from ember.train import trainer
+from ember.train import distributed
 from ember.train.distributed import resolve_device
+from ember.train.stepping import GradientSteps
 
-# compile(precision=...): the autocast dtype of the forward pass
-PRECISIONS = {"32": None, "bf16-mixed": torch.bfloat16}
+# compile(precision=...): the autocast dtype of the forward pass (Lightning's names are accepted too)
+PRECISIONS = {"fp32": None, "32": None, "bf16": torch.bfloat16, "bf16-mixed": torch.bfloat16,
+              "fp16": torch.float16, "16-mixed": torch.float16}
 
 
 def _as_data(x, y, sample_weight, class_weight) -> ArrayData:
@@ -59,6 +62,10 @@ class Model(Layer):
         self._device = None
         self._compile_metrics = None
         self._autocast_dtype = None
+        self._scaler = None      # fp16: the loss scaler
+        self._gradient_steps = None       # GradientSteps when a step is more than backward + step (see _plan_steps)
+        self._step_ends = True   # whether this batch ends an optimizer step (fit sets it with accumulation)
+        self.__dict__["_ddp"] = None  # the DistributedDataParallel forward under torchrun (not a submodule)
         self._penalties = None  # (weight, regularizer) pairs, found on the first step after building
         # JSON data saved with the model (e.g. class names and preprocessing a task needs to predict)
         self.metadata: dict = {}
@@ -114,8 +121,9 @@ class Model(Layer):
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, *, device="auto", precision="32"):
         """Set the optimizer, loss and metrics (Keras names, ember/torch objects or callables).
 
-        `device="auto"` trains on CUDA when present, else on the CPU. `precision="bf16-mixed"` runs the
-        forward pass under bfloat16 autocast (weights, optimizer and loss stay float32).
+        `device="auto"` trains on CUDA when present, else on the CPU. `precision="bf16"` runs the forward
+        pass under bfloat16 autocast (weights, optimizer and loss stay float32); "fp16" under float16
+        autocast with a loss scaler. Under torchrun, `fit` trains data-parallel (`ember.train.distributed`).
 
         >>> model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
         """
@@ -123,6 +131,8 @@ class Model(Layer):
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         self._device = resolve_device(device)
         self._autocast_dtype = PRECISIONS[precision]
+        self._scaler = torch.amp.GradScaler(self._device.type) if self._autocast_dtype == torch.float16 else None
+        self.__dict__["_ddp"], self._gradient_steps = None, None
         self.to(self._device)
         self.loss_fn = losses_lib.get(loss) if loss is not None else None
         self.compiled_metrics = [metrics_lib.get(m, self.loss_fn) for m in metrics or []]
@@ -170,15 +180,20 @@ class Model(Layer):
         """The weight penalties of layers built with regularizers (Keras's `model.losses`), added to the loss."""
         return [regularizer(weight) for weight, regularizer in regularizers.penalties(self)]
 
+    def _forward_for_loss(self, xs, logits: bool):
+        if self._ddp is not None and self.training and torch.is_grad_enabled():
+            return self._ddp(*xs, logits=logits)  # so the backward pass averages the gradients over the ranks
+        return self.forward_logits(*xs) if logits else self(*xs)
+
     def compute_loss_and_predictions(self, xs, y, weight):
         if self._logit_loss is not None:
             with self._autocast():
-                logits = self.forward_logits(*xs)
+                logits = self._forward_for_loss(xs, logits=True)
             logits = logits.float()
             loss, y_pred = self._logit_loss(y, logits, weight), self._output_fn(logits.detach())
         else:
             with self._autocast():
-                y_pred = self(*xs)
+                y_pred = self._forward_for_loss(xs, logits=False)
             y_pred = y_pred.float()
             loss, y_pred = self.loss_fn(y, y_pred, weight), y_pred.detach()
         if self._penalties is None:  # found on the first step, once every layer is built; reset by compile and add
@@ -188,11 +203,17 @@ class Model(Layer):
         return loss, y_pred
 
     def train_step(self, xs, y, weight):
-        """One optimizer step on a batch; updates the compiled metrics (no host sync)."""
-        loss, y_pred = self.compute_loss_and_predictions(xs, y, weight)
-        loss.backward()
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
+        """One optimizer step on a batch (or a share of one, with gradient accumulation); updates the compiled
+        metrics (no host sync)."""
+        if self._gradient_steps is None:
+            loss, y_pred = self.compute_loss_and_predictions(xs, y, weight)
+            loss.backward()
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+        else:
+            with self._gradient_steps.context(self._step_ends):
+                loss, y_pred = self.compute_loss_and_predictions(xs, y, weight)
+                self._gradient_steps.backward(loss, self._step_ends)
         self.update_metrics(loss.detach(), y, y_pred, weight, len(xs[0]))
 
     def test_step(self, xs, y, weight):
@@ -229,6 +250,23 @@ class Model(Layer):
             self._device = self.device
         self._build_from(data)
         self._ensure_optimizer()
+        self._plan_steps()
+
+    @property
+    def accumulation_steps(self) -> int:
+        """Batches per optimizer step (the optimizer's `gradient_accumulation_steps`)."""
+        return getattr(self._optimizer_spec, "gradient_accumulation_steps", 1)
+
+    def _plan_steps(self):
+        """Join torchrun's process group when started by it (DDP), and choose how a loss becomes a step."""
+        if distributed.setup(self.device).is_distributed and self._ddp is None:
+            self.__dict__["_ddp"] = distributed.wrap(self)
+        clip = getattr(self._optimizer_spec, "global_clipnorm", None)
+        if self.accumulation_steps > 1 or clip is not None or self._scaler is not None:
+            self._gradient_steps = GradientSteps(self.optimizer, self.parameters(), accumulate=self.accumulation_steps,
+                                        clip_norm=clip, scaler=self._scaler, ddp=self._ddp)
+        else:
+            self._gradient_steps = None
 
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None, validation_split=0.0,
             validation_data=None, shuffle=True, class_weight=None, sample_weight=None, initial_epoch=0,

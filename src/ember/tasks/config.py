@@ -82,7 +82,14 @@ class Train(Section):
     weight_decay: float = Field(0.0, ge=0)
     schedule: Schedule = Schedule()
     seed: int | None = Field(0, ge=0, lt=2**32, description="null: a different run each time")
-    precision: Literal["32", "bf16-mixed"] = "32"
+    precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="bf16 or fp16: the forward pass under "
+                                                       "autocast (fp16 with a loss scaler)")
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="auto: CUDA when present "
+                        "(under torchrun, each process its own GPU), else the CPU")
+    gradient_accumulation_steps: int = Field(1, ge=1, description="batches per optimizer step (their mean "
+                                             "gradient): a larger effective batch in the same memory")
+    clip_norm: float | None = Field(None, gt=0, description="clip the gradients' global norm to this before "
+                                    "each step")
     checkpoint_every: int | None = Field(None, ge=1, description="batches between resumable checkpoints "
                                          "(`ember train --resume`); default: one at each epoch's end")
     keep_checkpoints: int = Field(1, ge=1, description="how many resumable checkpoints stay (the newest)")
@@ -105,8 +112,17 @@ class Train(Section):
     @field_validator("precision", mode="before")
     @classmethod
     def _precision_alias(cls, value):
-        aliases = {32: "32", "bf16": "bf16-mixed"}
+        aliases = {32: "fp32", "32": "fp32", 16: "fp16", "16-mixed": "fp16", "bf16-mixed": "bf16"}
         return aliases.get(value, value) if isinstance(value, (int, str)) and not isinstance(value, bool) else value
+
+    @model_validator(mode="after")
+    def _checkpoints_between_steps(self):
+        every, accumulate = self.checkpoint_every, self.gradient_accumulation_steps
+        if every is not None and every % accumulate:
+            raise ValueError(f"train.checkpoint_every ({every}) must be a multiple of "
+                             f"train.gradient_accumulation_steps ({accumulate}): a checkpoint holds no half-"
+                             "accumulated gradients")
+        return self
 
 
 class EarlyStopping(Section):

@@ -13,8 +13,11 @@ import math
 import os
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
+
+import torch
 
 from ember import models
 from ember.errors import DatasetError, EmberError
@@ -24,6 +27,7 @@ from ember.tasks import config as config_lib
 from ember.tasks import get_task
 from ember.train import callbacks as callbacks_lib
 from ember.train import checkpoint as checkpoint_lib
+from ember.train import distributed
 from ember.train import optimizers as optimizers_lib
 from ember.train.progress import EpochProgress
 
@@ -118,6 +122,7 @@ class MetricsLogger(callbacks_lib.Callback):
     """Appends one JSON line per epoch: epoch, every log value, the learning rate and the epoch's seconds."""
 
     state_keys = ("rows",)  # a resumed run's metrics.jsonl holds the epochs before the interruption too
+    main_process_only = True
 
     def set_state(self, state):
         super().set_state(state)
@@ -205,6 +210,7 @@ def _optimizer(train):
         if not hasattr(spec, "weight_decay"):
             raise config_lib.ConfigError(f"train.weight_decay: optimizer {train.optimizer!r} has no weight decay")
         spec.weight_decay = train.weight_decay
+    spec.global_clipnorm, spec.gradient_accumulation_steps = train.clip_norm, train.gradient_accumulation_steps
     return spec
 
 
@@ -264,10 +270,14 @@ def backup_dir_of(run_dir: Path) -> Path:
 
 
 def _backup(config, run_dir: Path, resume: bool, quiet: bool):
+    """The BackupAndRestore callback of the run; under torchrun rank 0 writes the checkpoints and every
+    rank reads them back on --resume (other ranks get None without --resume)."""
     folder = backup_dir_of(run_dir)
     found = checkpoint_lib.checkpoints_in(folder) if folder.is_dir() else []
     if resume and not found:
         raise RunDirError(f"{run_dir}: nothing to resume (no checkpoints in {folder}); run without --resume")
+    if not distributed.info().is_main and not resume:
+        return None
     if found and not resume:
         _say(quiet, f"note: {run_dir} has checkpoints of an interrupted run; starting afresh (--resume continues it)")
         shutil.rmtree(folder, ignore_errors=True)
@@ -285,40 +295,51 @@ def train(config_path=None, *, overrides=(), out=None, overwrite=False, quiet=Fa
         config = config_lib.load_config(config_path, overrides)
     task = get_task(config.task)
     run_dir = Path(out or config.output.dir or default_run_dir(config_path or "run"))
-    keep = [p for p in (config_path, *config.data.model_dump().values()) if isinstance(p, (str, Path)) and
-            Path(p).exists()]  # the config and the data: never inside what --overwrite replaces
-    check_run_dir(run_dir, overwrite, keep)
+    keep = protected_paths(config, config_path)
+    here = distributed.info()
+    quiet = quiet or not here.is_main  # under torchrun, rank 0 speaks for the run
+    if here.is_main:
+        check_run_dir(run_dir, overwrite, keep)
     if config.train.seed is not None:
         set_random_seed(config.train.seed)
     data, model = _data_and_model(task, config, config_path)
     optimizer = _optimizer(config.train)
     loss, metrics = task.loss_and_metrics(config)
-    model.compile(optimizer=optimizer, loss=loss, metrics=metrics, precision=config.train.precision)
+    model.compile(optimizer=optimizer, loss=loss, metrics=metrics, precision=config.train.precision,
+                  device=config.train.device)
     model.metadata = task.metadata(data)
+    if config.train.precision == "bf16" and model.device.type == "cpu" and not _native_bf16():
+        _say(quiet, "note: this CPU has no bfloat16 instructions (AVX512-BF16 or AMX): bf16 runs on slow "
+                    "reference kernels here, several times slower than fp32")
     x, y = task.fit_arrays(config, data)
     n_samples = len(x) if y is None else len(y)  # y is None when x is an ArrayData (e.g. sampled per epoch)
     # a task with its own validation set (e.g. Multi30k's) gives it; others hold out data.validation_split
     validation = task.validation_data(config, data) if hasattr(task, "validation_data") else None
     split = 0.0 if validation is not None else config.data.validation_split
-    n_val = len(validation) if validation is not None else int(n_samples * split)
+    n_val = len(validation) if validation is not None else n_samples - int(n_samples * (1 - split))  # as split()
     n_train = n_samples if validation is not None else n_samples - n_val
     config = _resolved(config, optimizer, n_val > 0)
     _say(quiet, f"ember train: {config.task} on {data.source} ({n_train:,} training / {n_val:,} validation / "
                 f"{task.test_size(data):,} test samples), model {config.model.name or 'from model.layers'} "
-                f"({model.count_params():,} weights), {config.train.epochs} epochs -> {run_dir}")
+                f"({model.count_params():,} weights), {config.train.epochs} epochs{_processes(config, here)} "
+                f"-> {run_dir}")
     with _resumable(run_dir), deterministic(config.train.deterministic), \
-            staged(run_dir, overwrite, keep) as staging:
+            (staged(run_dir, overwrite, keep) if here.is_main else _scratch()) as staging:
         (staging / "config.yaml").write_text(config_lib.to_yaml(config))
         extra = task.callbacks(config, data) if hasattr(task, "callbacks") else []
         steps = x.num_batches(config.train.batch_size) if y is None else -(-(n_train) // config.train.batch_size)
+        steps = -(-steps // here.world_size)  # batches per process: what step schedules count
         callbacks = [_backup(config, run_dir, resume, quiet),
                      *build_callbacks(config, metrics, staging, n_val > 0, quiet, extra, steps,
                                       getattr(optimizer, "learning_rate", None))]
         started = time.perf_counter()
-        model.fit(x, y, batch_size=config.train.batch_size, epochs=config.train.epochs, verbose=0,
-                  validation_split=split if n_val else 0.0, validation_data=validation if n_val else None,
-                  callbacks=callbacks)
+        with distributed.failures():
+            model.fit(x, y, batch_size=config.train.batch_size, epochs=config.train.epochs, verbose=0,
+                      validation_split=split if n_val else 0.0, validation_data=validation if n_val else None,
+                      callbacks=[c for c in callbacks if c is not None])
         seconds = time.perf_counter() - started
+        if not here.is_main:  # rank 0 saves, tests and reports the model
+            return run_dir
         history = next(c for c in callbacks if isinstance(c, MetricsLogger)).rows
         _check_finite(history, callbacks, run_dir)
         model.save(staging / "model.ember")
@@ -334,6 +355,57 @@ def train(config_path=None, *, overrides=(), out=None, overwrite=False, quiet=Fa
     shutil.rmtree(backup_dir_of(run_dir), ignore_errors=True)  # the run ended: nothing left to resume
     _say(quiet, task.summary_line(metrics), f"run saved to {run_dir}")
     return run_dir
+
+
+def train_distributed(config_path, *, nproc_per_node: int, nnodes: int = 1, node_rank: int = 0,
+                      master_addr: str = "127.0.0.1", master_port: int | None = None, overrides=(), out=None,
+                      overwrite=False, quiet=False, resume=False, debug=False) -> Path:
+    """`ember train --nproc-per-node N [--nnodes M ...]`: `train` in N processes on this node (torchrun),
+    data-parallel with the other nodes' processes. The config and the run directory are checked here,
+    once, before any process starts."""
+    if node_rank >= nnodes:
+        raise ValueError(f"--node-rank {node_rank} is not below --nnodes {nnodes}")
+    config = config_lib.load_config(config_path, overrides)
+    run_dir = Path(out or config.output.dir or default_run_dir(config_path))
+    if node_rank == 0:  # rank 0 runs here and writes the run
+        check_run_dir(run_dir, overwrite, protected_paths(config, config_path))
+    worker = ["train", str(config_path), "--out", str(run_dir)]
+    worker += [arg for override in overrides for arg in ("--set", override)]
+    worker += [flag for flag, on in (("--overwrite", overwrite), ("--quiet", quiet), ("--resume", resume),
+                                     ("--debug", debug)) if on]
+    distributed.launch(worker, nproc_per_node=nproc_per_node, nnodes=nnodes, node_rank=node_rank,
+                       master_addr=master_addr, master_port=master_port, debug=debug)
+    if node_rank:
+        _say(quiet, f"node {node_rank}: done ({nproc_per_node} of the run's processes); rank 0, on node 0, wrote the run")
+    return run_dir
+
+
+def _native_bf16() -> bool:
+    """Whether this CPU computes in bfloat16 natively (torch 2.x asks it through private helpers; when they
+    are gone, assume it does and say nothing)."""
+    avx512_bf16 = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    return avx512_bf16() or amx()
+
+
+def protected_paths(config, config_path) -> list:
+    """The config and the data: never inside what --overwrite replaces."""
+    return [p for p in (config_path, *config.data.model_dump().values()) if isinstance(p, (str, Path)) and
+            Path(p).exists()]
+
+
+def _processes(config, here) -> str:
+    if not here.is_distributed:
+        return ""
+    return (f" on {here.world_size} processes ({here.world_size} x {config.train.batch_size} samples per "
+            f"batch)")
+
+
+@contextlib.contextmanager
+def _scratch():
+    """Where ranks other than 0 put what the run writes: a folder that is removed when the run ends."""
+    with tempfile.TemporaryDirectory(prefix="ember-rank-") as folder:
+        yield Path(folder)
 
 
 def write_json(path: Path, data: dict) -> None:

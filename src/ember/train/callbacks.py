@@ -9,7 +9,7 @@ import os
 
 import numpy as np
 
-from ember.train import optimizers
+from ember.train import distributed, optimizers
 
 _HOOKS = ("on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end", "on_train_batch_begin",
           "on_train_batch_end", "on_test_begin", "on_test_end", "on_test_batch_begin", "on_test_batch_end",
@@ -20,6 +20,7 @@ class Callback:
     """Base class: override the hooks you need; `self.model` and `self.params` are set by `fit`."""
 
     state_keys: tuple = ()  # JSON attributes that BackupAndRestore checkpoints, so a resumed run goes on alike
+    main_process_only = False  # under torchrun, only rank 0 runs it (callbacks that write files or print)
 
     def __init__(self):
         self.model = None
@@ -52,7 +53,8 @@ class CallbackList:
     """Calls a hook on every callback; knows which hooks anyone overrides so unused ones cost nothing."""
 
     def __init__(self, callbacks, model, params):
-        self.callbacks = list(callbacks)
+        main = distributed.info().is_main
+        self.callbacks = [cb for cb in callbacks if main or not cb.main_process_only]
         for cb in self.callbacks:
             cb.set_model(model)
             cb.set_params(params)
@@ -146,6 +148,7 @@ class ModelCheckpoint(Callback):
     """
 
     state_keys = ("best",)
+    main_process_only = True
 
     def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False, save_weights_only=False,
                  mode="auto", save_freq="epoch"):
@@ -178,6 +181,8 @@ class ModelCheckpoint(Callback):
 
 class CSVLogger(Callback):
     """Writes one CSV row per epoch: epoch and every log value."""
+
+    main_process_only = True
 
     def __init__(self, filename, separator=",", append=False):
         super().__init__()

@@ -19,6 +19,7 @@ from safetensors.torch import save as save_tensors
 
 from ember.errors import ModelFileError
 from ember.models.saving import restore_checkpoint, save_model
+from ember.train import distributed
 from ember.train.callbacks import Callback
 
 STATE_JSON, STATE_TENSORS = "training/state.json", "training/state.safetensors"
@@ -53,7 +54,8 @@ def save_checkpoint(model, path, *, epoch: int, step: int, order: torch.Tensor |
     saved, tensors = random_states()
     if order is not None:
         tensors["order"] = order.cpu()
-    state = {"epoch": epoch, "step": step, "random": saved, "callbacks": callbacks}
+    state = {"epoch": epoch, "step": step, "random": saved, "callbacks": callbacks,
+             "world_size": distributed.info().world_size}
     save_model(model, path, extra={STATE_JSON: json.dumps(state).encode(),
                                    STATE_TENSORS: save_tensors({k: v.contiguous() for k, v in tensors.items()})})
 
@@ -70,6 +72,10 @@ def load_checkpoint(model, path) -> dict:
         set_random_states(state["random"], tensors)
     except (ValueError, KeyError, TypeError, RuntimeError) as e:
         raise ModelFileError(f"{path}: training state is unreadable ({e})") from None
+    world = distributed.info().world_size
+    if state["step"] and state.get("world_size", 1) != world:  # its step counts batches of that many ranks
+        raise ModelFileError(f"{path}: taken mid-epoch by a run of {state.get('world_size', 1)} processes; resume "
+                             f"it with as many (this run has {world})")
     return {"epoch": state["epoch"], "step": state["step"], "order": tensors.get("order"),
             "callbacks": state.get("callbacks", {})}
 
@@ -142,12 +148,16 @@ class BackupAndRestore(Callback):
             self._save(epoch + 1, None, step=0)
 
     def on_train_end(self, logs=None):
+        if not distributed.info().is_main:
+            return
         if self.delete_checkpoint and _finite(self.model):  # after a divergence the last good one stays
             for path in checkpoints_in(self.backup_dir):
                 path.unlink(missing_ok=True)
 
     def _save(self, epoch: int, order, step: int) -> None:
-        if not _finite(self.model):  # training diverged: keep the last good checkpoint as it is
+        # rank 0 alone writes (under torchrun every rank holds the same weights); a diverged run keeps the
+        # last good checkpoint as it is
+        if not distributed.info().is_main or not _finite(self.model):
             return
         self._saved += 1
         states = {type(c).__name__: c.get_state() for c in self.others if c.state_keys}

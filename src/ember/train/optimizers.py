@@ -2,6 +2,10 @@
 
 `Adam(learning_rate=1e-3)` is a spec: `compile` builds the torch optimizer once the model's
 parameters exist. A ready `torch.optim.Optimizer` is accepted as it is.
+
+As in Keras, every optimizer also takes `global_clipnorm` (clip the gradients' global norm before each step)
+and `gradient_accumulation_steps` (one step per that many batches, on their mean gradient); `Model.fit`
+carries them out (`ember.train.stepping`).
 """
 import dataclasses
 
@@ -14,6 +18,15 @@ _FUSED = {torch.optim.Adam, torch.optim.AdamW, torch.optim.SGD, torch.optim.Adag
 @dataclasses.dataclass
 class OptimizerSpec:
     learning_rate: float = 0.001
+    global_clipnorm: float | None = dataclasses.field(default=None, kw_only=True)
+    gradient_accumulation_steps: int = dataclasses.field(default=1, kw_only=True)
+
+    def __post_init__(self):
+        if self.global_clipnorm is not None and not self.global_clipnorm > 0:
+            raise ValueError(f"global_clipnorm must be positive, got {self.global_clipnorm!r}")
+        if not isinstance(self.gradient_accumulation_steps, int) or self.gradient_accumulation_steps < 1:
+            raise ValueError(f"gradient_accumulation_steps must be a whole number >= 1, "
+                             f"got {self.gradient_accumulation_steps!r}")
 
     def torch_class_and_kwargs(self) -> tuple[type, dict]:
         raise NotImplementedError
@@ -94,7 +107,7 @@ def get(identifier) -> OptimizerSpec | torch.optim.Optimizer:
     """An optimizer spec from a Keras name or spec, or a torch optimizer as it is.
 
     >>> get("adam")
-    Adam(learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-07, amsgrad=False, weight_decay=0.0)
+    Adam(learning_rate=0.001, global_clipnorm=None, gradient_accumulation_steps=1, beta_1=0.9, beta_2=0.999, epsilon=1e-07, amsgrad=False, weight_decay=0.0)
     """
     if isinstance(identifier, (OptimizerSpec, torch.optim.Optimizer)):
         return identifier

@@ -79,6 +79,8 @@ class EpochProgress(Callback):
     (a host sync) at most every 0.25 s.
     """
 
+    main_process_only = True
+
     def __init__(self, epochs: int, stream=None, interval: float = 0.25):
         super().__init__()
         self.epochs, self.interval = epochs, interval

@@ -4,10 +4,13 @@ The model supplies `train_step`, `test_step` and `predict_step` (the seams to ov
 compiled metrics; these functions only iterate, report and call back.
 """
 
+import itertools
+
 import numpy as np
 import torch
 
 from ember.data.arrays import ArrayData
+from ember.train import distributed
 from ember.train.callbacks import CallbackList, History
 from ember.train.progress import Progbar
 
@@ -32,16 +35,46 @@ def _split_data(data, validation_split, validation_data):
     return data, None
 
 
+def _steps_per_epoch(train, batch_size: int, here) -> int:
+    if not here.is_distributed:
+        return train.num_batches(batch_size)
+    if hasattr(train, "epoch_order") and type(train).batches is ArrayData.batches:
+        return -(-distributed.shard_count(len(train), here) // batch_size)
+    return train.num_batches(batch_size) // here.world_size  # see _epoch_batches
+
+
+def _epoch_batches(train, batch_size, order, start, shuffle, device, trim, here):
+    """This process's batches of the epoch: all of them, or its shard of `order` under torchrun. Data that
+    plans its own batches (token-grouped, sampled per epoch) gives each rank every world_size-th batch of
+    its plan, the same plan on every rank when the data is seeded; the last few batches that do not fill
+    a round over the ranks are left out, so every rank takes as many steps."""
+    if not here.is_distributed:
+        return train.batches(batch_size, shuffle=shuffle, order=order, start=start, device=device, trim=trim)
+    if order is not None and type(train).batches is ArrayData.batches:
+        return train.batches(batch_size, order=distributed.shard(order, here), start=start, device=device,
+                             trim=trim)
+    whole = train.batches(batch_size, shuffle=shuffle, start=0, device=device, trim=trim)
+    steps = train.num_batches(batch_size) // here.world_size
+    return itertools.islice(whole, here.rank + start * here.world_size, steps * here.world_size, here.world_size)
+
+
 def fit(model, data: ArrayData, *, batch_size=32, epochs=1, verbose="auto", callbacks=None, validation_split=0.0,
         validation_data=None, shuffle=True, initial_epoch=0, validation_batch_size=None, validation_freq=1):
-    """Train `model` on `data`; see `Model.fit` for the arguments. Returns the History callback."""
-    verbose = _verbosity(verbose)
+    """Train `model` on `data`; see `Model.fit` for the arguments. Returns the History callback.
+
+    Under torchrun each process trains on its shard of every epoch (`ember.train.distributed`)."""
+    here = distributed.info()
+    verbose = _verbosity(verbose) if here.is_main else 0
     train, val = _split_data(data, validation_split, validation_data)
     if len(train) == 0:
         raise ValueError("fit() got no training samples")
     device = model.device
     train = train.to(device) if device.type != "cpu" else train
-    steps = train.num_batches(batch_size)
+    steps = _steps_per_epoch(train, batch_size, here)
+    if steps == 0:
+        raise ValueError(f"fit() has no batch for each of the {here.world_size} processes: "
+                         f"{len(train)} training samples")
+    accumulate = model.accumulation_steps
     history = History()
     # a backup callback goes first: its checkpoint at a batch's start must precede what others do there
     callbacks = sorted([*(callbacks or []), history], key=lambda c: not hasattr(c, "restore_training"))
@@ -66,22 +99,33 @@ def fit(model, data: ArrayData, *, batch_size=32, epochs=1, verbose="auto", call
         # (token-grouped, sampled per epoch) draws its order itself and is checkpointed at epoch ends
         exact = hasattr(train, "epoch_order")
         order = (resume["order"] if resume and start else train.epoch_order(shuffle)) if exact else None
+        if exact and here.is_distributed:
+            order = distributed.epoch_order(order, len(train), here)  # rank 0's, on every rank
         model._epoch_order, model._exact_order = order, exact  # for checkpoints taken during the epoch
-        batches = train.batches(batch_size, shuffle=shuffle, order=order, start=start, device=device, trim=trim)
+        batches = _epoch_batches(train, batch_size, order, start, shuffle, device, trim, here)
         for step, (xs, y, weight) in enumerate(batches, start=start):
             callbacks.call("on_train_batch_begin", step, {})
+            if accumulate > 1:
+                model._step_ends = (step + 1) % accumulate == 0 or step + 1 == steps
             model.train_step(xs, y, weight)
             if wants_batch_logs:
                 callbacks.call("on_train_batch_end", step, model.metric_results())
+                if here.is_distributed:  # a rank that stops (say, on a NaN) stops them all
+                    model.stop_training = distributed.any_rank(model.stop_training)
             bar.update(step + 1, model.metric_logs)
             if model.stop_training:
                 break
+        if here.is_distributed:
+            distributed.sum_metrics([model.loss_tracker, *model.compiled_metrics])
         logs = model.metric_logs()
         if val is not None and (epoch + 1 - initial_epoch) % validation_freq == 0:
-            val_logs = evaluate(model, val, batch_size=validation_batch_size or batch_size, verbose=0)
+            val_logs = evaluate(model, val, batch_size=validation_batch_size or batch_size, verbose=0,
+                                sharded=here.is_distributed)
             logs.update({f"val_{k}": v for k, v in val_logs.items()})
         callbacks.call("on_epoch_end", epoch, logs)
         bar.finish(step + 1, logs)
+        if here.is_distributed:
+            model.stop_training = distributed.any_rank(model.stop_training)
         if model.stop_training:
             break
     model.eval()
@@ -90,9 +134,14 @@ def fit(model, data: ArrayData, *, batch_size=32, epochs=1, verbose="auto", call
 
 
 @torch.inference_mode()
-def evaluate(model, data: ArrayData, *, batch_size=32, verbose="auto", callbacks=None) -> dict:
-    """Loss and metrics of `model` on `data` as a dict of floats, metrics reset first."""
+def evaluate(model, data: ArrayData, *, batch_size=32, verbose="auto", callbacks=None, sharded=False) -> dict:
+    """Loss and metrics of `model` on `data` as a dict of floats, metrics reset first. `sharded` (under
+    torchrun, within fit): each rank evaluates every world_size-th sample and the metrics are summed."""
     verbose = _verbosity(verbose)
+    here = distributed.info()
+    share = sharded and type(data) is ArrayData  # data that plans its own batches is evaluated whole
+    if share:
+        data = data.take(slice(here.rank, None, here.world_size))
     callbacks = CallbackList(callbacks or [], model, {"verbose": verbose})
     model.reset_metrics()
     model.eval()
@@ -105,6 +154,8 @@ def evaluate(model, data: ArrayData, *, batch_size=32, verbose="auto", callbacks
         model.test_step(xs, y, weight)
         callbacks.call("on_test_batch_end", step, {})
         bar.update(step + 1, model.metric_logs)
+    if share:
+        distributed.sum_metrics([model.loss_tracker, *model.compiled_metrics])
     logs = model.metric_logs()
     callbacks.call("on_test_end", logs)
     bar.finish(steps, logs)
