@@ -36,3 +36,15 @@ def test_decode_benchmark_runs():
                             env=env)
     assert result.returncode == 0, result.stderr
     assert "cached / recomputed" in result.stdout and "identical" in result.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["cnn", "transformer"])
+def test_distributed_benchmark_runs_under_torchrun(model):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                             str(ROOT / "benchmarks" / "distributed.py"), "--model", model, "--rounds", "1",
+                             "--steps", "3"], capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("median ms/step") == 1 and "ember / eager" in result.stdout  # rank 0 alone prints
+    assert "Warning" not in result.stderr, result.stderr

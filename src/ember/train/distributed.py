@@ -21,6 +21,7 @@ import datetime
 import logging
 import os
 import re
+import warnings
 
 import torch
 import torch.distributed as dist
@@ -129,6 +130,9 @@ def wrap(model) -> torch.nn.Module:
     gradients are averaged over the ranks in every backward pass."""
     device = model.device
     ids = [device] if device.type == "cuda" else None
+    # channels_last convolutions with one input channel: their weight's gradient comes with strides that
+    # differ from DDP's bucket only in the size-1 channel axis (the same memory layout), and torch warns
+    warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides", category=UserWarning)
     return torch.nn.parallel.DistributedDataParallel(_Forward(model), device_ids=ids)
 
 

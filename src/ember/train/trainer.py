@@ -16,7 +16,8 @@ from ember.train.progress import Progbar
 
 
 def _verbosity(verbose) -> int:
-    return 1 if verbose == "auto" else int(verbose)
+    """Keras's verbose argument as 0, 1 or 2; 0 on all but rank 0 under torchrun (rank 0 speaks for the run)."""
+    return (1 if verbose == "auto" else int(verbose)) if distributed.info().is_main else 0
 
 
 def _validation_data(validation_data) -> ArrayData:
@@ -64,7 +65,7 @@ def fit(model, data: ArrayData, *, batch_size=32, epochs=1, verbose="auto", call
 
     Under torchrun each process trains on its shard of every epoch (`ember.train.distributed`)."""
     here = distributed.info()
-    verbose = _verbosity(verbose) if here.is_main else 0
+    verbose = _verbosity(verbose)
     train, val = _split_data(data, validation_split, validation_data)
     if len(train) == 0:
         raise ValueError("fit() got no training samples")
