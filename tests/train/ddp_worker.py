@@ -1,13 +1,13 @@
 """Trains a small CNN with `model.fit` and saves its weights: run alone or under torchrun by test_distributed.
 
-python ddp_worker.py OUT.safetensors BATCH_SIZE [EPOCHS] [key=value compile/fit options]
+python ddp_worker.py OUT.safetensors BATCH_SIZE [EPOCHS] [precision=bf16] [accumulate=2]
 """
 import sys
 
 import numpy as np
 from safetensors.torch import save_file
 
-from ember import layers, models
+from ember import layers, models, optimizers
 from ember.seeding import set_random_seed
 from ember.train import distributed
 
@@ -23,7 +23,8 @@ def main(out, batch_size, epochs=2, *options):
     model = models.Sequential([layers.Conv2D(8, (3, 3), activation="relu", input_shape=(12, 12, 1)),
                                layers.MaxPooling2D((2, 2)), layers.Flatten(), layers.Dense(16, activation="relu"),
                                layers.Dense(4, activation="softmax")])
-    model.compile(optimizer=options.get("optimizer", "adam"), loss="sparse_categorical_crossentropy",
+    optimizer = optimizers.Adam(gradient_accumulation_steps=int(options.get("accumulate", 1)))
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"], precision=options.get("precision", "fp32"))
     history = model.fit(x, y, batch_size=int(batch_size), epochs=int(epochs), validation_split=0.25, verbose=0)
     if distributed.info().is_main:

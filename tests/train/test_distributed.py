@@ -135,10 +135,12 @@ def _torchrun(nproc, *args, **kwargs):
 
 
 @pytest.mark.slow
-def test_two_processes_of_32_end_with_the_weights_of_one_process_of_64(tmp_path):
+@pytest.mark.parametrize("batch_size, accumulate", [(32, 1), (16, 2)])
+def test_two_processes_of_32_end_with_the_weights_of_one_process_of_64(tmp_path, batch_size, accumulate):
+    """2 x 32 per step, or 2 x 2 accumulated batches of 16 (the gradients exchanged once per step)."""
     one = subprocess.run([sys.executable, str(WORKER), str(tmp_path / "one.st"), "64", "3"], capture_output=True,
                          text=True, env=_env())
-    two = _torchrun(2, str(WORKER), str(tmp_path / "two.st"), "32", "3")
+    two = _torchrun(2, str(WORKER), str(tmp_path / "two.st"), str(batch_size), "3", f"accumulate={accumulate}")
     assert one.returncode == 0 and two.returncode == 0, one.stderr + two.stderr
     a, b = load_file(tmp_path / "one.st"), load_file(tmp_path / "two.st")
     assert max(float((a[k] - b[k]).abs().max()) for k in a) <= 1e-5
