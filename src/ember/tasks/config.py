@@ -31,11 +31,11 @@ class Section(BaseModel):
 class Schedule(Section):
     """Learning-rate schedule, applied at each epoch start (as Keras's LearningRateScheduler), or at each
     optimizer step when `warmup_steps` is set (as Transformers are trained)."""
-    name: Literal["constant", "cosine", "step", "exponential", "inverse_sqrt"] = "constant"
+    name: Literal["constant", "cosine", "linear", "step", "exponential", "inverse_sqrt"] = "constant"
     warmup_epochs: int = Field(0, ge=0, description="linear warm-up from lr/10 over these first epochs")
     warmup_steps: int = Field(0, ge=0, description="linear warm-up from 0 over these first optimizer steps; the "
                                                    "schedule then follows steps, not epochs")
-    min_lr: float = Field(0.0, ge=0, description="cosine: the learning rate it decays to")
+    min_lr: float = Field(0.0, ge=0, description="cosine and linear: the learning rate they decay to")
     step_size: int = Field(1, ge=1, description="step: epochs between decays")
     gamma: float = Field(0.1, gt=0, description="step and exponential: the decay factor")
 
@@ -66,6 +66,8 @@ class Schedule(Section):
         """Cosine over `span` (epochs or steps); step and exponential decay count epochs after the warm-up."""
         if self.name == "cosine":
             return self.min_lr + (lr - self.min_lr) * 0.5 * (1 + math.cos(math.pi * min(t, span) / span))
+        if self.name == "linear":  # to min_lr at the end, as BERT is fine-tuned
+            return self.min_lr + (lr - self.min_lr) * max(0.0, 1 - t / span)
         epoch -= self.warmup_epochs
         if self.name == "step":
             return lr * self.gamma ** (epoch // self.step_size)
@@ -80,6 +82,10 @@ class Train(Section):
     optimizer: str = "adam"
     lr: float | None = Field(None, gt=0, description="default: the optimizer's Keras default")
     weight_decay: float = Field(0.0, ge=0)
+    decay_norms_and_biases: bool = Field(True, description="false: no weight decay on biases and normalization "
+                                         "scales and offsets (the 1-D weights), as Transformers are fine-tuned")
+    layer_lr_decay: float | None = Field(None, gt=0, le=1, description="layer-wise learning-rate decay: each "
+                                         "layer below the output trains at this fraction of the rate above it")
     schedule: Schedule = Schedule()
     seed: int | None = Field(0, ge=0, lt=2**32, description="null: a different run each time")
     precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="bf16 or fp16: the forward pass under "

@@ -210,7 +210,9 @@ def _optimizer(train):
         if not hasattr(spec, "weight_decay"):
             raise config_lib.ConfigError(f"train.weight_decay: optimizer {train.optimizer!r} has no weight decay")
         spec.weight_decay = train.weight_decay
+        spec.decay_norms_and_biases = train.decay_norms_and_biases
     spec.global_clipnorm, spec.gradient_accumulation_steps = train.clip_norm, train.gradient_accumulation_steps
+    spec.layer_lr_decay = train.layer_lr_decay
     return spec
 
 
@@ -320,7 +322,7 @@ def train(config_path=None, *, overrides=(), out=None, overwrite=False, quiet=Fa
     n_train = n_samples if validation is not None else n_samples - n_val
     config = _resolved(config, optimizer, n_val > 0)
     _say(quiet, f"ember train: {config.task} on {data.source} ({n_train:,} training / {n_val:,} validation / "
-                f"{task.test_size(data):,} test samples), model {config.model.name or 'from model.layers'} "
+                f"{task.test_size(data):,} test samples), model {_model_name(config)} "
                 f"({model.count_params():,} weights), {config.train.epochs} epochs{_processes(config, here)} "
                 f"-> {run_dir}")
     with _resumable(run_dir), deterministic(config.train.deterministic), \
@@ -380,6 +382,11 @@ def train_distributed(config_path, *, nproc_per_node: int, nnodes: int = 1, node
     return run_dir
 
 
+def _model_name(config) -> str:
+    pretrained = getattr(config.model, "pretrained", None)
+    return config.model.name or (f"pretrained {pretrained}" if pretrained else "from model.layers")
+
+
 def _native_bf16() -> bool:
     """Whether this CPU computes in bfloat16 natively (torch 2.x asks it through private helpers; when they
     are gone, assume it does and say nothing)."""
@@ -431,7 +438,7 @@ def write_report(run_dir: Path, config, model, data, metrics: dict, history: lis
     text = "\n".join([
         f"# Run report: {config.task}",
         "",
-        f"Model **{config.model.name or 'model.layers'}** ({model.count_params():,} weights) trained on "
+        f"Model **{_model_name(config)}** ({model.count_params():,} weights) trained on "
         f"{data.source} ({trained_on:,} training samples) for {len(history)} epoch"
         f"{'s' if len(history) != 1 else ''} in {seconds:.1f} s.{_early_stop_note(early_stop, config.train.epochs)} "
         "The resolved configuration is in [config.yaml](config.yaml); per-epoch figures in "

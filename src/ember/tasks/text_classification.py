@@ -12,19 +12,22 @@ import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from ember import datasets
+from ember.data.pretrained_tokenizer import PretrainedTokenizer
 from ember.data.subword import SubwordTokenizer
 from ember.data.text import read_labeled_text
 from ember.errors import DatasetError, ModelFileError
 from ember.evaluation import report
 from ember.layers import TextVectorization
 from ember.models import Sequential
+from ember.models.pretrained import from_pretrained, resolve_folder
 from ember.tasks.config import ConfigError, RunConfig, Section, absolute_path
 from ember.tasks.model_specs import ModelSpec, create_registered, finish_classifier, layer_from_spec
 
 NAMED = {"sst2": lambda: list(datasets.sst2.CLASS_NAMES)}
 # the classes a model file may name for its token ids; never a name imported from the file
-VECTORIZERS = {"TextVectorization": TextVectorization, "SubwordTokenizer": SubwordTokenizer}
-Vectorizer = TextVectorization | SubwordTokenizer
+VECTORIZERS = {"TextVectorization": TextVectorization, "SubwordTokenizer": SubwordTokenizer,
+               "PretrainedTokenizer": PretrainedTokenizer}
+Vectorizer = TextVectorization | SubwordTokenizer | PretrainedTokenizer
 
 
 class Data(Section):
@@ -58,10 +61,28 @@ class Data(Section):
         return self
 
 
+class TextModelSpec(ModelSpec):
+    pretrained: str | None = Field(None, description="a BERT-family checkpoint folder (config.json, model.safetensors, "
+                                   "tokenizer.json or vocab.txt), or an installed package shipping one; its "
+                                   "tokenizer replaces data.tokenizer. args: pooling (mean, cls), dropout")
+
+    @model_validator(mode="after")
+    def _name_or_layers(self):
+        if sum(value is not None for value in (self.name, self.layers, self.pretrained)) != 1:
+            raise ValueError("set exactly one of model.name (a registered model), model.layers (a list of layers) "
+                             "and model.pretrained (a checkpoint folder)")
+        if self.layers is not None and self.args:
+            raise ValueError("model.args applies to model.name and model.pretrained; give layer arguments in "
+                             "model.layers")
+        if self.pretrained is not None and set(self.args) - {"pooling", "dropout"}:
+            raise ValueError(f"model.args for a pretrained model: pooling, dropout; got {sorted(self.args)}")
+        return self
+
+
 class Config(RunConfig):
     task: Literal["text_classification"]
     data: Data
-    model: ModelSpec = ModelSpec(name="bilstm_classifier")
+    model: TextModelSpec = TextModelSpec(name="bilstm_classifier")
 
 
 @dataclasses.dataclass
@@ -112,14 +133,18 @@ def make_vectorizer(tokenizer="words", *, max_tokens=20000, sequence_length=64,
 
 
 def load_data(*, tokenizer="words", max_tokens=20000, sequence_length=64, standardize="lower_and_strip_punctuation",
-              subset=None, **source) -> Texts:
+              subset=None, pretrained=None, **source) -> Texts:
+    """Token ids of the texts; `pretrained`: a checkpoint folder whose own tokenizer encodes them."""
     (x_train, y_train), (x_test, y_test), names, where = load_texts(**source)
     if subset is not None:
         x_train, y_train = x_train[:subset], y_train[:subset]
     if len(x_train) == 0:
         raise DatasetError(f"{where}: no training texts")
-    vectorizer = make_vectorizer(tokenizer, max_tokens=max_tokens, sequence_length=sequence_length,
-                                 standardize=standardize)
+    if pretrained is not None:
+        vectorizer = PretrainedTokenizer.from_folder(resolve_folder(pretrained), sequence_length)
+    else:
+        vectorizer = make_vectorizer(tokenizer, max_tokens=max_tokens, sequence_length=sequence_length,
+                                     standardize=standardize)
     try:
         vectorizer.adapt(x_train)  # the vocabulary comes from the training texts only
     except ValueError as e:
@@ -128,10 +153,17 @@ def load_data(*, tokenizer="words", max_tokens=20000, sequence_length=64, standa
                  where)
 
 
-def build_model(vocabulary_size: int, sequence_length: int, num_classes: int, *, name=None, args=None, layers=None):
-    """A registered text model (given `vocabulary_size` and `num_classes`) or a Sequential of `layers`."""
-    what = name or "model.layers"
-    if name is not None:
+def build_model(vocabulary_size: int, sequence_length: int, num_classes: int, *, name=None, args=None, layers=None,
+                pretrained=None):
+    """A registered text model (given `vocabulary_size` and `num_classes`), a Sequential of `layers`, or a
+    pretrained encoder with a classification head."""
+    what = name or ("model.pretrained" if pretrained else "model.layers")
+    if pretrained is not None:
+        try:
+            model = from_pretrained(pretrained, head="classification", num_classes=num_classes, **(args or {}))
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"model.args: {e}") from None
+    elif name is not None:
         model = create_registered(name, args, vocabulary_size=vocabulary_size, num_classes=num_classes)
     else:
         model = Sequential([layer_from_spec(s, i) for i, s in enumerate(layers)], name="sequential")
@@ -174,7 +206,7 @@ class TextClassification:
         return len(data.y_test)
 
     def load_data(self, config: Config) -> Texts:
-        return load_data(**config.data.model_dump(exclude={"validation_split"}))
+        return load_data(**config.data.model_dump(exclude={"validation_split"}), pretrained=config.model.pretrained)
 
     def build_model(self, config: Config, data: Texts):
         return build_model(data.vectorizer.vocabulary_size(), data.x_train.shape[1], len(data.class_names),

@@ -20,10 +20,14 @@ class OptimizerSpec:
     learning_rate: float = 0.001
     global_clipnorm: float | None = dataclasses.field(default=None, kw_only=True)
     gradient_accumulation_steps: int = dataclasses.field(default=1, kw_only=True)
+    decay_norms_and_biases: bool = dataclasses.field(default=True, kw_only=True)
+    layer_lr_decay: float | None = dataclasses.field(default=None, kw_only=True)
 
     def __post_init__(self):
         if self.global_clipnorm is not None and not self.global_clipnorm > 0:
             raise ValueError(f"global_clipnorm must be positive, got {self.global_clipnorm!r}")
+        if self.layer_lr_decay is not None and not 0 < self.layer_lr_decay <= 1:
+            raise ValueError(f"layer_lr_decay must be in (0, 1], got {self.layer_lr_decay!r}")
         if not isinstance(self.gradient_accumulation_steps, int) or self.gradient_accumulation_steps < 1:
             raise ValueError(f"gradient_accumulation_steps must be a whole number >= 1, "
                              f"got {self.gradient_accumulation_steps!r}")
@@ -31,12 +35,25 @@ class OptimizerSpec:
     def torch_class_and_kwargs(self) -> tuple[type, dict]:
         raise NotImplementedError
 
-    def build(self, params) -> torch.optim.Optimizer:
+    def build(self, params, depths=None) -> torch.optim.Optimizer:
+        """The torch optimizer over `params`. `depths` (one int per parameter: 0 for the output layer, 1 for
+        the layer below, ...) scales each one's learning rate by layer_lr_decay ** depth, when that is set."""
         cls, kwargs = self.torch_class_and_kwargs()
-        params = [p for p in params if p.requires_grad]
-        if cls in _FUSED and all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params):
+        params = list(params)
+        depths = list(depths) if depths is not None and self.layer_lr_decay is not None else [0] * len(params)
+        pairs = [(p, d) for p, d in zip(params, depths) if p.requires_grad]
+        if cls in _FUSED and all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p, _ in pairs):
             kwargs["fused"] = True
-        return cls(params, lr=self.learning_rate, **kwargs)
+        spare = bool(kwargs.get("weight_decay")) and not self.decay_norms_and_biases  # biases, norm scales, offsets
+        groups: dict[tuple, list] = {}
+        for p, depth in pairs:
+            groups.setdefault((depth, spare and p.dim() <= 1), []).append(p)
+        if len(groups) == 1:
+            return cls([p for p, _ in pairs], lr=self.learning_rate, **kwargs)
+        decay = self.layer_lr_decay or 1.0
+        return cls([{"params": group, "lr": self.learning_rate * decay ** depth, "lr_scale": decay ** depth,
+                     **({"weight_decay": 0.0} if spared else {})}
+                    for (depth, spared), group in sorted(groups.items())], lr=self.learning_rate, **kwargs)
 
     def get_config(self) -> dict:
         return dataclasses.asdict(self)
@@ -107,7 +124,7 @@ def get(identifier) -> OptimizerSpec | torch.optim.Optimizer:
     """An optimizer spec from a Keras name or spec, or a torch optimizer as it is.
 
     >>> get("adam")
-    Adam(learning_rate=0.001, global_clipnorm=None, gradient_accumulation_steps=1, beta_1=0.9, beta_2=0.999, epsilon=1e-07, amsgrad=False, weight_decay=0.0)
+    Adam(learning_rate=0.001, global_clipnorm=None, gradient_accumulation_steps=1, decay_norms_and_biases=True, layer_lr_decay=None, beta_1=0.9, beta_2=0.999, epsilon=1e-07, amsgrad=False, weight_decay=0.0)
     """
     if isinstance(identifier, (OptimizerSpec, torch.optim.Optimizer)):
         return identifier
@@ -127,9 +144,11 @@ def name_of(spec) -> str | None:
 
 
 def get_learning_rate(optimizer: torch.optim.Optimizer) -> float:
-    return float(optimizer.param_groups[0]["lr"])
+    """The base learning rate (groups with layer-wise decay run at a fraction of it, their "lr_scale")."""
+    group = optimizer.param_groups[0]
+    return float(group["lr"] / group.get("lr_scale", 1.0))
 
 
 def set_learning_rate(optimizer: torch.optim.Optimizer, value: float) -> None:
     for group in optimizer.param_groups:
-        group["lr"] = float(value)
+        group["lr"] = float(value) * group.get("lr_scale", 1.0)
