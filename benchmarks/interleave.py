@@ -1,6 +1,7 @@
 """The timing shared by the benchmarks: warm up, interleaved rounds in one process, medians and ratios."""
 import statistics
 import time
+import warnings
 
 
 def time_per_step(run, steps: int) -> float:
@@ -28,3 +29,18 @@ def compare(runners: dict, *, steps: int, rounds: int, targets: dict) -> dict:
             verdict = "meets" if ratio <= target else "MISSES"
             print(f"ember / {peer}: {ratio:.3f}  ({verdict} the <= {target} target)")
     return median
+
+
+def fit_runner(model, x, y, batch_size: int):
+    """One epoch of `model.fit` (ember or Keras) as a runner."""
+    return lambda: model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0)
+
+
+def keras_runner(build, x, y, batch_size: int):
+    """A runner fitting the model `build(keras.layers, keras.models)` makes with Keras 3; None without Keras."""
+    try:
+        import keras
+    except ImportError:
+        return None
+    warnings.filterwarnings("ignore", module="keras")  # Keras 3 warns about input_shape in its own examples
+    return fit_runner(build(keras.layers, keras.models), x, y, batch_size)

@@ -10,14 +10,13 @@ Prints each round, then the median ms/step and the ratios ember/eager and ember/
 """
 import argparse
 import os
-import warnings
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-from interleave import compare  # noqa: E402
+from interleave import compare, fit_runner, keras_runner  # noqa: E402
 from torch import nn  # noqa: E402
 
 BATCH = 32
@@ -52,22 +51,12 @@ def classic_cnn(layers, models):
 
 def ember_runner(x, y):
     from ember import layers, models
-    model = classic_cnn(layers, models)
-    return lambda: model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0)
+    return fit_runner(classic_cnn(layers, models), x, y, BATCH)
 
 
-def keras_runner(x, y):
-    try:
-        import keras
-    except ImportError:
-        return None
-    warnings.filterwarnings("ignore", module="keras")  # Keras 3 warns about input_shape in its own example
-    model = classic_cnn(keras.layers, keras.models)
-    return lambda: model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0)
-
-
-def eager_runner(x, y):
-    """The loop a PyTorch user writes by hand (NCHW, torch defaults, no metrics)."""
+def eager_runner(x, y, transform=None):
+    """The loop a PyTorch user writes by hand (NCHW, torch defaults, no metrics); `transform` changes each
+    training batch of images first (augmentation)."""
     model = nn.Sequential(
         nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
         nn.Conv2d(64, 64, 3), nn.ReLU(), nn.Flatten(), nn.Linear(576, 64), nn.ReLU(), nn.Linear(64, 10))
@@ -80,7 +69,8 @@ def eager_runner(x, y):
         order = torch.randperm(len(images))
         for start in range(0, len(images), BATCH):
             index = order[start:start + BATCH]
-            loss = F.cross_entropy(model(images[index]), labels[index])
+            batch = images[index] if transform is None else transform(images[index])
+            loss = F.cross_entropy(model(batch), labels[index])
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -94,7 +84,7 @@ def main():
     args = parser.parse_args()
     torch.manual_seed(0)
     x, y = mnist_like(args.steps * BATCH)
-    runners = {"ember": ember_runner(x, y), "eager": eager_runner(x, y), "keras": keras_runner(x, y)}
+    runners = {"ember": ember_runner(x, y), "eager": eager_runner(x, y), "keras": keras_runner(classic_cnn, x, y, BATCH)}
     runners = {name: run for name, run in runners.items() if run is not None}
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {BATCH}, "
           f"{args.steps} steps x {args.rounds} rounds; contenders: {', '.join(runners)}")

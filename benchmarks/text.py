@@ -14,14 +14,13 @@ the ratios ember/eager and ember/keras.
 """
 import argparse
 import os
-import warnings
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-from interleave import compare  # noqa: E402
+from interleave import compare, fit_runner, keras_runner  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.nn.utils.rnn import pack_padded_sequence  # noqa: E402
 
@@ -62,18 +61,7 @@ def sentiment_bilstm(layers, models):
 
 def ember_runner(x, y):
     from ember import layers, models
-    model = sentiment_bilstm(layers, models)
-    return lambda: model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0)
-
-
-def keras_runner(x, y):
-    try:
-        import keras
-    except ImportError:
-        return None
-    warnings.filterwarnings("ignore", module="keras")
-    model = sentiment_bilstm(keras.layers, keras.models)
-    return lambda: model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0)
+    return fit_runner(sentiment_bilstm(layers, models), x, y, BATCH)
 
 
 class PackedBiLSTM(nn.Module):
@@ -117,7 +105,7 @@ def main():
     args = parser.parse_args()
     torch.manual_seed(0)
     x, y = sst2_like(args.steps * BATCH)
-    runners = {"ember": ember_runner(x, y), "eager": eager_runner(x, y), "keras": keras_runner(x, y)}
+    runners = {"ember": ember_runner(x, y), "eager": eager_runner(x, y), "keras": keras_runner(sentiment_bilstm, x, y, BATCH)}
     runners = {name: run for name, run in runners.items() if run is not None}
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {BATCH}, "
           f"{'SST-2' if sst2_available() else 'random'} ids (mean length {(x != 0).sum(1).mean():.1f}), "

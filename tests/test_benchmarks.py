@@ -16,6 +16,15 @@ def test_seed_cnn_benchmark_runs():
     assert "median ms/step" in result.stdout and "ember / eager" in result.stdout
 
 
+@pytest.mark.slow
+def test_augmentation_benchmark_runs():
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "augmentation.py"), "--rounds", "1",
+                             "--steps", "3"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "ember / plain" in result.stdout and "ember / keras" in result.stdout
+    assert "Warning" not in result.stderr, result.stderr
+
+
 def test_text_benchmark_runs():
     # one thread: on a busy 2-core machine, each of an LSTM's many tiny 2-thread ops waits for a descheduled
     # thread, and 3 steps took 2 minutes instead of 7 seconds

@@ -113,6 +113,28 @@ def _embed(args):
             print(" ".join(f"{value:.6f}" for value in vector))
 
 
+def _generate(args):
+    from ember.tasks import runner
+    if not args.out.endswith((".png", ".npy")):
+        raise ValueError(f"--out {args.out}: write a .png grid or a .npy array")
+    images = runner.generate(args.model, args.label, args.n, seed=args.seed, temperature=args.temperature)
+    if args.out.endswith(".npy"):
+        _save_npy(args.out, images)
+    else:
+        _save_png(args.out, images, args.columns)
+    print(f"wrote {len(images)} generated images of class {args.label} to {args.out}")
+
+
+def _save_png(path: str, images, columns: int) -> None:
+    """`images` tiled into one PNG at `path`, whole or not at all."""
+    from PIL import Image
+
+    from ember.data.images import tile
+    from ember.models.saving import write_atomically
+    picture = Image.fromarray(tile(images, columns))
+    write_atomically(path, lambda f: picture.save(f, format="PNG"))
+
+
 def _save_npy(path: str, array) -> None:
     """Write `array` to `path` whole or not at all (a temporary file renamed into place)."""
     import numpy as np
@@ -236,7 +258,7 @@ def _add_embedding_commands(commands) -> None:
 
 
 def _add_use_commands(commands) -> None:
-    """Commands that use a trained model: evaluate, predict, transcribe, translate, recommend."""
+    """Commands that use a trained model: evaluate, predict, transcribe, translate, recommend, generate."""
     evaluate = commands.add_parser("evaluate", help="test metrics of a run directory or a model file")
     evaluate.add_argument("target", metavar="RUN_DIR|MODEL")
     evaluate.add_argument("--data", help="test data: a dataset name (mnist, fashion_mnist, digits), an image "
@@ -276,6 +298,18 @@ def _add_use_commands(commands) -> None:
     recommend.add_argument("-k", type=_positive, default=10, help="how many items (default 10)")
     recommend.add_argument("--json", action="store_true", help="print machine-readable JSON")
     recommend.set_defaults(handler=_recommend)
+
+    generate = commands.add_parser("generate", help="draw new images of a class (image-generation models)")
+    generate.add_argument("model", metavar="MODEL", help="a model.ember trained with an image_generation config")
+    generate.add_argument("--label", required=True, help="the class to draw: its name (or its number)")
+    generate.add_argument("-n", type=_positive, default=64, help="how many images (default 64)")
+    generate.add_argument("--out", required=True, help="a .png grid of the images, or a .npy array (N, H, W, C) "
+                          "of floats in [0, 1]")
+    generate.add_argument("--seed", type=int, default=None, help="the same seed draws the same images")
+    generate.add_argument("--temperature", type=_non_negative, default=1.0,
+                          help="spread of the latent points (default 1; lower draws more typical images)")
+    generate.add_argument("--columns", type=_positive, default=8, help="images per row of the grid (default 8)")
+    generate.set_defaults(handler=_generate)
 
 
 def _add_deploy_commands(commands) -> None:

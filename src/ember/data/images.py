@@ -241,3 +241,17 @@ def load_npz(path, test_split=0.2, seed=0, hold_out=True):
     else:
         names = [str(i) for i in range(num_classes)]
     return (x, y), test, names
+
+
+def tile(images: np.ndarray, columns: int = 8, gap: int = 2) -> np.ndarray:
+    """Images (N, H, W, C) in [0, 1] as one uint8 picture (rows of `columns`, `gap` black pixels apart):
+    (height, width) for grayscale, (height, width, 3) for RGB."""
+    n, h, w, c = images.shape
+    columns = max(1, min(columns, n))
+    rows = -(-n // columns)
+    sheet = np.zeros((rows * (h + gap) - gap, columns * (w + gap) - gap, c), dtype=np.uint8)
+    pixels = (np.clip(images, 0, 1) * 255).round().astype(np.uint8)
+    for i, image in enumerate(pixels):
+        top, left = (i // columns) * (h + gap), (i % columns) * (w + gap)
+        sheet[top:top + h, left:left + w] = image
+    return sheet[..., 0] if c == 1 else sheet

@@ -1,6 +1,8 @@
 """Keras-named layers as torch.nn.Modules: `from ember import layers; layers.Dense(10)`."""
 from ember.layers.activations import ACTIVATIONS
 from ember.layers.attention import MultiHeadAttention
+from ember.layers.augmentation import (CutMix, MixUp, RandomBrightness, RandomContrast, RandomCrop, RandomErasing,
+                                       RandomFlip, RandomRotation, RandomTranslation, RandomZoom, TokenAugmentation)
 from ember.layers.audio import MFCC, MelSpectrogram, SpecAugment
 from ember.layers.base import Layer
 from ember.layers.blocks import ResidualBlock
@@ -27,6 +29,8 @@ LAYERS: dict[str, type[Layer]] = {cls.__name__: cls for cls in (
     LayerNormalization, MultiHeadAttention, PositionalEmbedding, SinePositionEncoding, TransformerEncoder,
     TransformerDecoder, BertEmbedding, FirstTokenPooling, UnitNormalization,
     TimeDistributed, MatrixFactorization, NeuMF, MelSpectrogram, MFCC, SpecAugment,
+    RandomFlip, RandomRotation, RandomZoom, RandomTranslation, RandomCrop, RandomContrast, RandomBrightness,
+    RandomErasing, MixUp, CutMix, TokenAugmentation,
 )}
 
 # Keras's aliases

@@ -12,6 +12,7 @@ import torch
 from ember.data.arrays import ArrayData
 from ember.layers import regularizers
 from ember.layers.activations import get_activation
+from ember.layers.augmentation import LabelMixer, mixed_loss
 from ember.layers.base import Layer
 from ember.models.summary import print_summary
 from ember.train import losses as losses_lib
@@ -67,6 +68,7 @@ class Model(Layer):
         self._step_ends = True   # whether this batch ends an optimizer step (fit sets it with accumulation)
         self.__dict__["_ddp"] = None  # the DistributedDataParallel forward under torchrun (not a submodule)
         self._penalties = None  # (weight, regularizer) pairs, found on the first step after building
+        self._mixers = None  # the MixUp or CutMix layer, if any, found on the first step
         # JSON data saved with the model (e.g. class names and preprocessing a task needs to predict)
         self.metadata: dict = {}
 
@@ -141,7 +143,7 @@ class Model(Layer):
         self._logit_loss = self._loss_on_logits()
         self._output_fn = get_activation(self.output_activation()) if self._logit_loss is not None else None
         self._compile_metrics = list(metrics or [])
-        self._penalties = None
+        self._penalties = self._mixers = None
         if not self._needs_build() and any(True for _ in self.parameters()):
             self._ensure_optimizer()
 
@@ -196,17 +198,31 @@ class Model(Layer):
             with self._autocast():
                 logits = self._forward_for_loss(xs, logits=True)
             logits = logits.float()
-            loss, y_pred = self._logit_loss(y, logits, weight), self._output_fn(logits.detach())
+            loss, y_pred = self._batch_loss(self._logit_loss, y, logits, weight), self._output_fn(logits.detach())
         else:
             with self._autocast():
                 y_pred = self._forward_for_loss(xs, logits=False)
             y_pred = y_pred.float()
-            loss, y_pred = self.loss_fn(y, y_pred, weight), y_pred.detach()
+            loss, y_pred = self._batch_loss(self.loss_fn, y, y_pred, weight), y_pred.detach()
         if self._penalties is None:  # found on the first step, once every layer is built; reset by compile and add
             self._penalties = regularizers.penalties(self)
         if self._penalties:
             loss = loss + regularizers.total_penalty(self._penalties)
         return loss, y_pred
+
+    def _batch_loss(self, loss_fn, y, y_pred, weight):
+        """The loss of the batch just run forward; when a MixUp or CutMix layer mixed its inputs, the loss of
+        each input's two labels in the proportion the images were mixed."""
+        if self._mixers is None:  # found once, like the penalties; reset by compile and add
+            self._mixers = [m for m in self.modules() if isinstance(m, LabelMixer)]
+            if len(self._mixers) > 1:
+                raise ValueError(f"a model takes one label-mixing layer, got {len(self._mixers)} "
+                                 f"({', '.join(type(m).__name__ for m in self._mixers)})")
+        mix = self._mixers[0].last_mix if self._mixers else None
+        if mix is None:
+            return loss_fn(y, y_pred, weight)
+        self._mixers[0].last_mix = None
+        return mixed_loss(loss_fn, y, y_pred, weight, mix)
 
     def train_step(self, xs, y, weight):
         """One optimizer step on a batch (or a share of one, with gradient accumulation); updates the compiled

@@ -17,6 +17,7 @@ from safetensors.torch import save as save_safetensors
 import ember
 from ember.errors import ModelFileError
 from ember.layers import LAYERS
+from ember.models.generative import GENERATORS
 from ember.models.model import Model
 from ember.models.sequential import Sequential
 from ember.models.translation import TRANSLATORS
@@ -29,7 +30,8 @@ EXTRA_FOLDERS = ("assets/", "training/")  # vocabularies and the like; a checkpo
 _MAX_CONFIG_BYTES = 16 * 2**20
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)  # read once at import: os.umask can only be read by setting it
-MODELS = {"Sequential": Sequential, **TRANSLATORS}  # model classes a file may name
+BUILT_IN_INIT = {**TRANSLATORS, **GENERATORS}  # subclassed models of ember's own that build their layers in __init__
+MODELS = {"Sequential": Sequential, **BUILT_IN_INIT}  # model classes a file may name
 
 
 def write_atomically(path: str, write) -> None:
@@ -168,8 +170,8 @@ def model_from_config(config: dict, custom_objects: dict | None = None, path: st
         if model.input_shape is not None:
             model.build((None, *model.input_shape))
         return model
-    if name in TRANSLATORS:  # builds its layers in __init__
-        return _layer_from({"class_name": name, "config": body}, TRANSLATORS, path)
+    if name in BUILT_IN_INIT:
+        return _layer_from({"class_name": name, "config": body}, BUILT_IN_INIT, path)
     if name in (custom_objects or {}):
         return _layer_from({"class_name": name, "config": body}, classes, path)
     raise ModelFileError(f"{path}: unknown model class {name!r} (a subclassed model needs "

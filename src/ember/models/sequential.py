@@ -5,6 +5,7 @@ import inspect
 import torch
 from torch import nn
 
+from ember.layers.augmentation import AffineLayer, TokenAugmentation, compose_affine
 from ember.layers.base import Layer
 from ember.layers.core import Activation, Dense, Dropout, InputLayer
 from ember.layers.embedding import Embedding
@@ -28,11 +29,25 @@ def _pools_first(layer, following) -> bool:
             and getattr(layer, "activation_id", None) in _NON_DECREASING)
 
 
+def _resamples_with(layer, following) -> bool:
+    """Consecutive geometric augmentations with the same fill and interpolation compose into one resampling."""
+    return (isinstance(layer, AffineLayer) and isinstance(following, AffineLayer)
+            and (layer.fill_mode, layer.interpolation, layer.fill_value)
+            == (following.fill_mode, following.interpolation, following.fill_value))
+
+
 def plan_steps(layers) -> list[tuple]:
-    """The forward pass as steps: (layer,) or (layer, max_pool) to run as activation(pool(pre_activation))."""
+    """The forward pass as steps: (layer,); (layer, max_pool) to run as activation(pool(pre_activation));
+    or a run of geometric augmentation layers, resampled once."""
     steps, i = [], 0
     while i < len(layers):
-        if i + 1 < len(layers) and _pools_first(layers[i], layers[i + 1]):
+        if isinstance(layers[i], AffineLayer):
+            end = i + 1
+            while end < len(layers) and _resamples_with(layers[end - 1], layers[end]):
+                end += 1
+            steps.append(tuple(layers[i:end]))
+            i = end
+        elif i + 1 < len(layers) and _pools_first(layers[i], layers[i + 1]):
             steps.append((layers[i], layers[i + 1]))
             i += 2
         else:
@@ -44,6 +59,12 @@ def plan_steps(layers) -> list[tuple]:
 def run_step(step, x):
     if len(step) == 1:
         return step[0](x)
+    if isinstance(step[0], AffineLayer):
+        if step[0].training and all(layer.built for layer in step):
+            return compose_affine(list(step), x)
+        for layer in step:  # evaluation (each passes its input through), or the building first call
+            x = layer(x)
+        return x
     layer, pool = step
     if not layer.built:  # the first call builds the layer the ordinary way
         return pool(layer(x))
@@ -70,7 +91,10 @@ def _sequence_state(layer) -> str:
 
 def padding_blind(layers) -> bool:
     """True for embedding (mask_zero) -> padding-blind layers -> a layer ending the sequence -> anything:
-    cutting trailing padding from a batch then changes no output."""
+    cutting trailing padding from a batch then changes no output. Token augmentation in front keeps the
+    padding at the end, so it changes nothing here."""
+    while layers and isinstance(layers[0], TokenAugmentation):
+        layers = layers[1:]
     if not layers or not (isinstance(layers[0], BertEmbedding) or
                           isinstance(layers[0], (Embedding, PositionalEmbedding)) and layers[0].mask_zero):
         return False
@@ -123,7 +147,7 @@ class Sequential(Model):
             self._set_input(layer.declared_input_shape, "float32")
         self.layers.append(layer)
         self.built = False
-        self._penalties = None  # the new layer may carry regularizers
+        self._penalties = self._mixers = None  # the new layer may carry regularizers or mix labels
         if self.input_shape is not None:
             self.build((None, *self.input_shape))
 

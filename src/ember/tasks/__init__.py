@@ -10,6 +10,7 @@ from typing import Protocol
 
 TASKS: dict[str, str] = {
     "image_classification": "ember.tasks.image_classification",
+    "image_generation": "ember.tasks.image_generation",
     "text_classification": "ember.tasks.text_classification",
     "recommendation": "ember.tasks.recommendation",
     "audio_classification": "ember.tasks.audio_classification",

@@ -13,18 +13,30 @@ import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from ember import datasets
+from ember.data.arrays import ArrayData
 from ember.data.images import load_folder, load_npz, read_image, to_model_input
 from ember.errors import DatasetError
 from ember.evaluation import plots, report
 from ember.models import Sequential
 from ember.tasks.config import ConfigError, RunConfig, Section, absolute_path
-from ember.tasks.model_specs import ModelSpec, create_registered, finish_classifier, layer_from_spec
+from ember.tasks.model_specs import (AugmentedModelSpec, create_registered, finish_classifier, layer_from_spec,
+                                     with_augmentation)
 
 NAMED = {
     "mnist": lambda: [str(d) for d in range(10)],
     "fashion_mnist": lambda: list(datasets.fashion_mnist.CLASS_NAMES),
     "digits": lambda: [str(d) for d in range(10)],
 }
+
+
+class Generated(Section):
+    model: str = Field(description="an image_generation run's model.ember, drawing the same classes")
+    per_class: int = Field(ge=1, description="generated images added to the training set per class")
+    temperature: float = Field(1.0, gt=0, description="spread of the latent points: below 1 draws more typical, "
+                               "less varied images")
+    seed: int = Field(0, ge=0)
+
+    _absolute = field_validator("model")(absolute_path)
 
 
 class Data(Section):
@@ -38,6 +50,8 @@ class Data(Section):
     subset: int | None = Field(None, ge=1, description="train on the first N training samples only")
     split_seed: int = Field(0, ge=0, description="draws the test split of data without one (apart from train.seed, "
                             "so runs with different seeds test on the same images)")
+    generated: Generated | None = Field(None, description="add images drawn by a generative model to the training "
+                                        "set (never to validation or test)")
 
     _absolute = field_validator("folder", "npz")(absolute_path)
 
@@ -60,7 +74,7 @@ class Data(Section):
 class Config(RunConfig):
     task: Literal["image_classification"]
     data: Data
-    model: ModelSpec = ModelSpec(name="seed_cnn")
+    model: AugmentedModelSpec = AugmentedModelSpec(name="seed_cnn")
 
 
 @dataclasses.dataclass
@@ -72,6 +86,8 @@ class Images:
     y_test: np.ndarray
     class_names: list[str]
     source: str
+    x_generated: np.ndarray | None = None  # added to the training part only
+    y_generated: np.ndarray | None = None
 
     @property
     def input_shape(self) -> tuple:
@@ -107,15 +123,17 @@ def load_data(*, dataset=None, folder=None, npz=None, image_size=None, color_mod
 
 
 # -- models -----------------------------------------------------------------------------------------
-def build_model(input_shape: tuple, num_classes: int, *, name=None, args=None, layers=None) -> Sequential:
+def build_model(input_shape: tuple, num_classes: int, *, name=None, args=None, layers=None,
+                augmentation=()) -> Sequential:
     """The registered model `name` (built with `args`) or a Sequential of `layers` specs, for `input_shape`
-    images, ending in a `num_classes`-way softmax."""
+    images, ending in a `num_classes`-way softmax, after the `augmentation` layers."""
     what = name or "model.layers"
     try:
         if name is not None:
             model = create_registered(name, args, input_shape=input_shape, num_classes=num_classes)
         else:
             model = Sequential([layer_from_spec(s, i) for i, s in enumerate(layers)], name="sequential")
+        model = with_augmentation(model, list(augmentation), what)
         model.build((None, *input_shape))
     except RuntimeError as e:  # torch's shape errors: a kernel or pool larger than what is left of the image
         raise ConfigError(f"{what} cannot take images of shape {input_shape}: {str(e).splitlines()[0]} "
@@ -137,7 +155,15 @@ class ImageClassification:
         return len(data.y_test)
 
     def load_data(self, config: Config) -> Images:
-        return load_data(**config.data.model_dump(exclude={"validation_split"}))
+        images = load_data(**config.data.model_dump(exclude={"validation_split", "generated"}))
+        generated = config.data.generated
+        if generated is not None:
+            from ember.tasks.image_generation import generated_training_data
+            images.x_generated, images.y_generated = generated_training_data(
+                generated.model, images.class_names, images.input_shape, generated.per_class, seed=generated.seed,
+                temperature=generated.temperature)
+            images.source += f" + {len(images.y_generated):,} generated"
+        return images
 
     def evaluation_data(self, model, data_arg: str) -> Images:
         """Test data named on the command line, prepared as `model` expects: a dataset name (its test split),
@@ -161,7 +187,19 @@ class ImageClassification:
         return build_model(data.input_shape, len(data.class_names), **config.model.model_dump())
 
     def fit_arrays(self, config: Config, data: Images):
-        return data.x_train, data.y_train
+        if data.x_generated is None:
+            return data.x_train, data.y_train
+        real = _real_training_count(len(data.y_train), config.data.validation_split)
+        return (np.concatenate([data.x_generated, data.x_train[:real]]),
+                np.concatenate([data.y_generated, data.y_train[:real]]))
+
+    def validation_data(self, config: Config, data: Images):
+        """With generated images, the validation set is still the last data.validation_split of the real ones;
+        otherwise the runner splits the training arrays itself (None)."""
+        real = _real_training_count(len(data.y_train), config.data.validation_split)
+        if data.x_generated is None or real == len(data.y_train):
+            return None
+        return ArrayData(data.x_train[real:], data.y_train[real:])
 
     def metadata(self, data: Images) -> dict:
         return {"task": self.name, "class_names": data.class_names, "preprocessing": data.preprocessing()}
@@ -200,6 +238,10 @@ class ImageClassification:
             raise DatasetError(f"{missing[0]}: no such input file")
         images = np.stack([read_image(Path(p), prep["color_mode"], prep["image_size"]) for p in inputs])
         return report.top_k(inputs, model.predict(to_model_input(images), verbose=0), names, top_k)
+
+
+def _real_training_count(n: int, validation_split: float) -> int:
+    return int(n * (1 - validation_split))  # as Model.fit's validation_split keeps for training
 
 
 TASK = ImageClassification()

@@ -32,6 +32,12 @@ class ModelSpec(Section):
 
 
 
+class AugmentedModelSpec(ModelSpec):
+    augmentation: list[str | dict[str, Any]] = Field([], description="training-only augmentation layers put in "
+                                                     "front of the model (RandomFlip, RandomRotation, MixUp, "
+                                                     "TokenAugmentation, ...)")
+
+
 def _init_arguments(cls) -> set[str]:
     names = set()
     for klass in cls.__mro__:
@@ -46,9 +52,9 @@ LAYER_NAMES = {name: getattr(ember_layers, name) for name in ember_layers.__all_
                if isinstance(getattr(ember_layers, name), type) and name not in ("Layer", "InputLayer")}
 
 
-def layer_from_spec(spec, index: int):
+def layer_from_spec(spec, index: int, where: str | None = None):
     """"Flatten" or {"Conv2D": {"filters": 32, "kernel_size": 3}} -> the layer."""
-    where = f"model.layers[{index}]"
+    where = where or f"model.layers[{index}]"
     if isinstance(spec, str):
         name, kwargs = spec, {}
     elif isinstance(spec, dict) and len(spec) == 1:
@@ -69,6 +75,30 @@ def layer_from_spec(spec, index: int):
         return cls(**kwargs)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"{where}: {name}: {e}") from None
+
+
+def with_augmentation(model, specs: list, what: str):
+    """`model` (a Sequential) with the augmentation layers of `specs` in front; they are the identity except
+    in training, so evaluation, export and serving see the model alone."""
+    if not specs:
+        return model
+    from ember.layers.augmentation import AUGMENTATION_LAYERS
+    from ember.models import Sequential
+    augmentation = [_augmentation_layer(spec, i, AUGMENTATION_LAYERS) for i, spec in enumerate(specs)]
+    if not isinstance(model, Sequential):
+        raise ConfigError(f"model.augmentation: {what} is not a Sequential, so no layers can go in front of it")
+    front = Sequential([*augmentation, *model.layers], name=model.name)
+    if model.input_shape is not None:
+        front._set_input(model.input_shape, str(model.input_dtype)[len("torch."):])
+    return front
+
+
+def _augmentation_layer(spec, index: int, allowed: tuple):
+    layer = layer_from_spec(spec, index, where=f"model.augmentation[{index}]")
+    if not isinstance(layer, allowed):
+        raise ConfigError(f"model.augmentation[{index}]: {type(layer).__name__} is not an augmentation layer "
+                          f"({', '.join(cls.__name__ for cls in allowed)})")
+    return layer
 
 
 def create_registered(name: str, args: dict | None, **required):

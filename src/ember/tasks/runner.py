@@ -542,6 +542,14 @@ def recommend(model_path, user: int, *, k: int = 10) -> dict:
     return recommendation.recommend(model, user, k, path=str(model_path))
 
 
+def generate(model_path, label: str, n: int, *, seed: int | None = None, temperature: float = 1.0):
+    """`ember generate`: `n` new images (n, H, W, C) in [0, 1] of the class `label`."""
+    model = _load_for(model_path, "image_generation", "an image-generation model",
+                      "an image_generation config, e.g. configs/mnist_cvae.yaml")
+    from ember.tasks import image_generation
+    return image_generation.generate(model, label, n, seed=seed, temperature=temperature, path=str(model_path))
+
+
 def print_metrics(metrics: dict, stream=None) -> None:
     stream = stream or sys.stdout
     for key, value in metrics.items():

@@ -21,7 +21,8 @@ from ember.layers import TextVectorization
 from ember.models import Sequential
 from ember.models.pretrained import from_pretrained, resolve_folder
 from ember.tasks.config import ConfigError, RunConfig, Section, absolute_path
-from ember.tasks.model_specs import ModelSpec, create_registered, finish_classifier, layer_from_spec
+from ember.tasks.model_specs import (AugmentedModelSpec, create_registered, finish_classifier, layer_from_spec,
+                                     with_augmentation)
 
 NAMED = {"sst2": lambda: list(datasets.sst2.CLASS_NAMES)}
 # the classes a model file may name for its token ids; never a name imported from the file
@@ -61,7 +62,7 @@ class Data(Section):
         return self
 
 
-class TextModelSpec(ModelSpec):
+class TextModelSpec(AugmentedModelSpec):
     pretrained: str | None = Field(None, description="a BERT-family checkpoint folder (config.json, model.safetensors, "
                                    "tokenizer.json or vocab.txt), or an installed package shipping one; its "
                                    "tokenizer replaces data.tokenizer. args: pooling (mean, cls), dropout")
@@ -154,9 +155,9 @@ def load_data(*, tokenizer="words", max_tokens=20000, sequence_length=64, standa
 
 
 def build_model(vocabulary_size: int, sequence_length: int, num_classes: int, *, name=None, args=None, layers=None,
-                pretrained=None):
+                pretrained=None, augmentation=()):
     """A registered text model (given `vocabulary_size` and `num_classes`), a Sequential of `layers`, or a
-    pretrained encoder with a classification head."""
+    pretrained encoder with a classification head; after the `augmentation` layers (TokenAugmentation)."""
     what = name or ("model.pretrained" if pretrained else "model.layers")
     if pretrained is not None:
         try:
@@ -167,6 +168,7 @@ def build_model(vocabulary_size: int, sequence_length: int, num_classes: int, *,
         model = create_registered(name, args, vocabulary_size=vocabulary_size, num_classes=num_classes)
     else:
         model = Sequential([layer_from_spec(s, i) for i, s in enumerate(layers)], name="sequential")
+    model = with_augmentation(model, list(augmentation), what)
     model._set_input((sequence_length,), "int64")  # token ids
     try:
         model.build((None, sequence_length))
