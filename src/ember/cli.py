@@ -173,6 +173,26 @@ def _export(args):
           f"{result['sidecar']}\nONNX Runtime matches the model: max abs difference {result['max_abs_diff']:.2g}")
 
 
+def _compress(args):
+    from ember.compress.report import compress_file
+    prune = args.prune
+    if prune is not None and not 0 < prune < 1:
+        raise ValueError(f"--prune {prune:g}: the fraction of filters and units to remove is in (0, 1)")
+    report = compress_file(args.model, args.data, args.out, quantize_int8=args.quantize == "int8",
+                           prune_amount=prune, finetune_epochs=args.finetune_epochs, threads=args.threads,
+                           overwrite=args.overwrite, verbose=0 if args.quiet else 2)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return
+    if not args.quiet:
+        base = report["variants"][0]
+        for row in report["variants"]:
+            print(f"{row['name']:>12}  {row['size_bytes']:>10,} B  {row['flops'] / 1e6:7.2f} MFLOPs  "
+                  f"{row['latency_ms_p50']:.3f} ms (x{base['latency_ms_p50'] / row['latency_ms_p50']:.2f})  "
+                  f"accuracy {row['metrics']['test_accuracy']:.4f}")
+        print(f"report saved to {args.out}/report.md")
+
+
 def _serve(args):
     from ember.serve import serve
     serve(args.model, host=args.host, port=args.port, name=args.name, max_batch_size=args.max_batch_size,
@@ -313,7 +333,7 @@ def _add_use_commands(commands) -> None:
 
 
 def _add_deploy_commands(commands) -> None:
-    """Commands that take a model elsewhere: export, serve."""
+    """Commands that take a model elsewhere: export, compress, serve."""
     export = commands.add_parser("export", help="export a model file to ONNX (checked against ONNX Runtime)")
     export.add_argument("model", metavar="MODEL", help="a model.ember")
     export.add_argument("--format", choices=["onnx"], default="onnx")
@@ -321,6 +341,22 @@ def _add_deploy_commands(commands) -> None:
     export.add_argument("--opset", type=_positive, default=18, help="ONNX opset, 17 or newer (default 18)")
     export.add_argument("--json", action="store_true", help="print machine-readable JSON")
     export.set_defaults(handler=_export)
+
+    compress = commands.add_parser("compress", help="int8-quantize and/or prune a classifier; report size, FLOPs, "
+                                   "latency and accuracy of each variant")
+    compress.add_argument("model", metavar="MODEL", help="a model.ember written by `ember train`")
+    compress.add_argument("--data", required=True, help="training and test data, read as the model's task reads "
+                          "it: a dataset name (mnist, ...), an .npz or an image folder")
+    compress.add_argument("--quantize", choices=["int8"], help="int8 through ONNX Runtime (static for conv nets)")
+    compress.add_argument("--prune", type=float, metavar="AMOUNT", help="remove this fraction of the filters and "
+                          "units of every layer but the last (structured)")
+    compress.add_argument("--finetune-epochs", type=int, default=1, help="epochs of training after pruning (default 1)")
+    compress.add_argument("--threads", type=_positive, default=1, help="ONNX Runtime threads when measuring (default 1)")
+    compress.add_argument("--out", required=True, help="the folder for the variants and report.json / report.md")
+    compress.add_argument("--overwrite", action="store_true", help="replace an existing report folder")
+    compress.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    compress.add_argument("--json", action="store_true", help="print report.json")
+    compress.set_defaults(handler=_compress)
 
     serve = commands.add_parser("serve", help="serve a model over HTTP: KServe v2 REST, /predict, /metrics and "
                                 "a demo page")
