@@ -179,8 +179,10 @@ def _compress(args):
     if prune is not None and not 0 < prune < 1:
         raise ValueError(f"--prune {prune:g}: the fraction of filters and units to remove is in (0, 1)")
     report = compress_file(args.model, args.data, args.out, quantize_int8=args.quantize == "int8",
-                           prune_amount=prune, finetune_epochs=args.finetune_epochs, threads=args.threads,
-                           overwrite=args.overwrite, verbose=0 if args.quiet else 2)
+                           prune_amount=prune, finetune_epochs=args.finetune_epochs,
+                           student_config=args.distill_student, temperature=args.temperature, alpha=args.alpha,
+                           threads=args.threads, overwrite=args.overwrite, seed=args.seed,
+                           verbose=0 if args.quiet else 2)
     if args.json:
         print(json.dumps(report, indent=2))
         return
@@ -190,6 +192,8 @@ def _compress(args):
             print(f"{row['name']:>12}  {row['size_bytes']:>10,} B  {row['flops'] / 1e6:7.2f} MFLOPs  "
                   f"{row['latency_ms_p50']:.3f} ms (x{base['latency_ms_p50'] / row['latency_ms_p50']:.2f})  "
                   f"accuracy {row['metrics']['test_accuracy']:.4f}")
+        for entry in report["skipped"]:
+            print(f"{entry['name']:>12}  not kept: {entry['reason']}")
         print(f"report saved to {args.out}/report.md")
 
 
@@ -342,8 +346,8 @@ def _add_deploy_commands(commands) -> None:
     export.add_argument("--json", action="store_true", help="print machine-readable JSON")
     export.set_defaults(handler=_export)
 
-    compress = commands.add_parser("compress", help="int8-quantize and/or prune a classifier; report size, FLOPs, "
-                                   "latency and accuracy of each variant")
+    compress = commands.add_parser("compress", help="int8-quantize, prune and/or distill a classifier; report size, "
+                                   "FLOPs, latency and accuracy of each variant")
     compress.add_argument("model", metavar="MODEL", help="a model.ember written by `ember train`")
     compress.add_argument("--data", required=True, help="training and test data, read as the model's task reads "
                           "it: a dataset name (mnist, ...), an .npz or an image folder")
@@ -351,7 +355,13 @@ def _add_deploy_commands(commands) -> None:
     compress.add_argument("--prune", type=float, metavar="AMOUNT", help="remove this fraction of the filters and "
                           "units of every layer but the last (structured)")
     compress.add_argument("--finetune-epochs", type=int, default=1, help="epochs of training after pruning (default 1)")
+    compress.add_argument("--distill-student", metavar="CONFIG", help="a run config (same task) whose model, trained "
+                          "for its train.epochs on the teacher's softened outputs, becomes the student variant")
+    compress.add_argument("--temperature", type=float, default=4.0, help="distillation temperature (default 4)")
+    compress.add_argument("--alpha", type=float, default=0.9, help="weight of the teacher's soft targets against the "
+                          "labels (default 0.9)")
     compress.add_argument("--threads", type=_positive, default=1, help="ONNX Runtime threads when measuring (default 1)")
+    compress.add_argument("--seed", type=int, default=0, help="seeds fine-tuning and distillation (default 0)")
     compress.add_argument("--out", required=True, help="the folder for the variants and report.json / report.md")
     compress.add_argument("--overwrite", action="store_true", help="replace an existing report folder")
     compress.add_argument("--quiet", action="store_true", help="print nothing but errors")

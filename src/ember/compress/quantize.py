@@ -69,7 +69,7 @@ class _Calibration:
 
 
 def quantize(model, path, *, calibration: np.ndarray | None = None, method: str | None = None,
-             source: str | None = None, min_agreement: float = 0.97) -> dict:
+             source: str | None = None, min_agreement: float = 0.95) -> dict:
     """Write `model` as an int8 ONNX graph to `path` (+ `<stem>.json` for `ember serve`). `method`: "static"
     (needs `calibration` inputs, e.g. 512 training samples) or "dynamic"; default by the model's layers.
     Refuses (writes nothing) when the int8 graph picks the float model's top class on fewer than

@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ember.compress.distill import distill
 from ember.compress.prune import prune
-from ember.compress.quantize import quantize
+from ember.compress.quantize import QuantizationError, quantize
 from ember.errors import EmberError
 from ember.export import onnx as export
 
@@ -68,11 +69,13 @@ def measure(name: str, path: Path, params: int, n_flops: int, x_test, y_test, th
 
 
 def compress(model, data, out: Path, *, quantize_int8: bool = True, prune_amount: float | None = None,
-             finetune_epochs: int = 1, loss: str = "sparse_categorical_crossentropy", threads: int = 1,
-             calibration_size: int = 512, source: str | None = None, verbose: int = 0) -> dict:
+             finetune_epochs: int = 1, student=None, distillation: dict | None = None,
+             loss: str = "sparse_categorical_crossentropy", threads: int = 1, calibration_size: int = 512,
+             source: str | None = None, verbose: int = 0) -> dict:
     """Write the variants asked for into the existing folder `out` — fp32 (the model as ONNX), pruned (structured,
-    fine-tuned on `data.x_train`; also saved as pruned.ember), int8, pruned+int8 — measure each on `data.x_test`
-    and write report.json and report.md. Returns the report."""
+    fine-tuned on `data.x_train`; also saved as pruned.ember), int8, pruned+int8, student (a built model trained
+    by `distill` with the keyword arguments `distillation`; saved as student.ember) — measure each on
+    `data.x_test` and write report.json and report.md. Returns the report."""
     x_calibration = data.x_train[:calibration_size] if len(data.x_train) else data.x_test[:calibration_size]
     candidates = [("fp32", model)]
     if prune_amount:
@@ -82,16 +85,29 @@ def compress(model, data, out: Path, *, quantize_int8: bool = True, prune_amount
             pruned.fit(data.x_train, data.y_train, epochs=finetune_epochs, batch_size=32, verbose=verbose)
         pruned.save(out / "pruned.ember", include_optimizer=False)
         candidates.append(("pruned", pruned))
-    rows = []
+    if student is not None:
+        distill(model, student, data.x_train, data.y_train, verbose=verbose, **(distillation or {}))
+        student.metadata = dict(model.metadata)
+        student.save(out / "student.ember", include_optimizer=False)
+    rows, skipped = [], []
     for name, candidate in candidates:
         params, n_flops = candidate.count_params(), flops(candidate)
         export.export_onnx(candidate, out / f"{name}.onnx", source=source)
         rows.append(measure(name, out / f"{name}.onnx", params, n_flops, data.x_test, data.y_test, threads))
         if quantize_int8:
             int8 = "int8" if name == "fp32" else f"{name}+int8"
-            quantize(candidate, out / f"{int8}.onnx", calibration=x_calibration, source=source)
+            try:
+                quantize(candidate, out / f"{int8}.onnx", calibration=x_calibration, source=source)
+            except QuantizationError as e:  # the other variants still count; the report says why this one is missing
+                skipped.append({"name": int8, "reason": str(e)})
+                continue
             rows.append(measure(int8, out / f"{int8}.onnx", params, n_flops, data.x_test, data.y_test, threads))
-    report = {"source": source, "threads": threads, "test_samples": int(len(data.y_test)), "variants": rows}
+    if student is not None:
+        export.export_onnx(student, out / "student.onnx", source=source)
+        rows.append(measure("student", out / "student.onnx", student.count_params(), flops(student), data.x_test,
+                            data.y_test, threads))
+    report = {"source": source, "threads": threads, "test_samples": int(len(data.y_test)), "variants": rows,
+              "skipped": skipped}
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     (out / "report.md").write_text(markdown(report))
     return report
@@ -111,31 +127,44 @@ def markdown(report: dict) -> str:
                      f"{row['latency_ms_p95']:.3f} | {base['latency_ms_p50'] / row['latency_ms_p50']:.2f} | "
                      f"{row['throughput_per_s']:,.0f} | {acc:.4f} | "
                      f"{(acc - base['metrics']['test_accuracy']) * 100:+.2f} |")
+    lines += ["", *(f"Not kept: **{entry['name']}**: {entry['reason']}." for entry in report.get("skipped", []))]
     return "\n".join(lines) + "\n"
 
 
 def compress_file(model_path, data_arg: str, out, *, quantize_int8: bool = True, prune_amount: float | None = None,
-                  finetune_epochs: int = 1, threads: int = 1, overwrite: bool = False, verbose: int = 0) -> dict:
-    """`ember compress MODEL --data D [--quantize int8] [--prune 0.5 --finetune-epochs 1] --out DIR`: training
-    and test data from `D` (read as the model's task reads it), the variants and the report into `out`, a
-    folder written whole or not at all."""
+                  finetune_epochs: int = 1, student_config=None, temperature: float = 4.0, alpha: float = 0.9,
+                  threads: int = 1, overwrite: bool = False, seed: int = 0, verbose: int = 0) -> dict:
+    """`ember compress MODEL --data D [--quantize int8] [--prune 0.5 --finetune-epochs 1] [--distill-student
+    CONFIG] --out DIR`: training and test data from `D` (read as the model's task reads it), the variants and
+    the report into `out`, a folder written whole or not at all. The student is the model of the run config
+    `student_config` (same task), distilled for its train.epochs at its train.batch_size."""
     from ember import models
     from ember.tasks import get_task
+    from ember.tasks.config import ConfigError, load_config
     from ember.tasks.runner import check_run_dir, staged
-    if not quantize_int8 and not prune_amount:
-        raise EmberError("nothing to do: ask for --quantize int8 and/or --prune AMOUNT")
+    if not quantize_int8 and not prune_amount and student_config is None:
+        raise EmberError("nothing to do: ask for --quantize int8, --prune AMOUNT and/or --distill-student CONFIG")
     model = models.load_model(model_path, compile=False)
     task_name = model.metadata.get("task")
     task = get_task(task_name) if task_name else None
     if task is None or not hasattr(task, "evaluation_data") or not hasattr(task, "loss"):
         raise EmberError(f"{model_path}: not a classifier written by `ember train` (task {task_name!r})")
     data = task.evaluation_data(model, data_arg)
-    if prune_amount and finetune_epochs and not len(data.x_train):
-        raise EmberError(f"--data {data_arg}: no training part to fine-tune the pruned model on (a dataset name "
-                         "or an .npz with x_train has one)")
+    if (prune_amount and finetune_epochs or student_config is not None) and not len(data.x_train):
+        raise EmberError(f"--data {data_arg}: no training part to fine-tune or distill on (a dataset name or an "
+                         ".npz with x_train has one)")
+    student, distillation = None, None
+    if student_config is not None:
+        config = load_config(student_config)
+        if config.task != task_name:
+            raise ConfigError(f"{student_config}: a {config.task} config; the teacher is {task_name}")
+        student = task.build_model(config, data)
+        distillation = {"temperature": temperature, "alpha": alpha, "epochs": config.train.epochs,
+                        "batch_size": config.train.batch_size}
     out = Path(out)
     check_run_dir(out, overwrite, [model_path])
+    torch.manual_seed(seed)  # fine-tuning and distillation draw their batch orders from it
     with staged(out, overwrite, [model_path]) as staging:
         return compress(model, data, staging, quantize_int8=quantize_int8, prune_amount=prune_amount,
-                        finetune_epochs=finetune_epochs, loss=task.loss, threads=threads, source=str(model_path),
-                        verbose=verbose)
+                        finetune_epochs=finetune_epochs, student=student, distillation=distillation, loss=task.loss,
+                        threads=threads, source=str(model_path), verbose=verbose)
