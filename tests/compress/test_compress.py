@@ -179,6 +179,15 @@ def test_compress_writes_every_variant_and_a_report_scripts_can_read(digits_mode
     assert rows["pruned"]["flops"] < rows["fp32"]["flops"] / 2 and rows["pruned"]["params"] < rows["fp32"]["params"]
     assert "| pruned+int8 |" in (tmp_path / "c" / "report.md").read_text()
     assert models.load_model(tmp_path / "c" / "pruned.ember").metadata["task"] == "image_classification"
+    evaluated = ember("evaluate", tmp_path / "c" / "pruned+int8.onnx", "--data", "digits", "--json")
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert json.loads(evaluated.stdout)["test_accuracy"] == pytest.approx(
+        rows["pruned+int8"]["metrics"]["test_accuracy"], abs=1e-9)
+    from PIL import Image
+    Image.fromarray(np.full((8, 8), 128, dtype=np.uint8)).save(tmp_path / "digit.png")
+    predicted = ember("predict", tmp_path / "c" / "int8.onnx", tmp_path / "digit.png", "--json")
+    assert predicted.returncode == 0, predicted.stderr
+    assert len(json.loads(predicted.stdout)[0]["predictions"]) == 3
 
 
 @pytest.mark.parametrize("args, message", [

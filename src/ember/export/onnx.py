@@ -179,3 +179,31 @@ def export_onnx(model, path, *, opset: int = DEFAULT_OPSET, atol: float = 1e-4, 
     write_atomically(str(sidecar_path(path)), lambda f: f.write(json.dumps(meta, indent=2).encode()))
     return {"path": str(path), "sidecar": str(sidecar_path(path)), "max_abs_diff": difference, "opset": opset,
             "size_bytes": len(data)}
+
+
+class OnnxModel:
+    """An exported (or int8) graph with its sidecar, standing in for the model in `ember evaluate` and
+    `ember predict`: `predict` (NumPy in and out, in batches) and `metadata`."""
+
+    def __init__(self, path, threads: int | None = None):
+        from ember.errors import ModelFileError
+        path = Path(path)
+        side = sidecar_path(path)
+        if not side.is_file():
+            raise ModelFileError(f"{path}: no {side.name} beside it (ember export writes one): without it the "
+                                 "task, class names and preprocessing are unknown")
+        try:
+            meta = json.loads(side.read_text())
+            self._session = session(path, threads)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ModelFileError(f"{side}: not valid JSON ({e})") from None
+        except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph types
+            raise ModelFileError(f"{path}: not a readable ONNX model ({str(e).splitlines()[0]})") from None
+        self.metadata = meta.get("metadata") or {}
+        self.name = meta.get("name") or path.stem
+        self._input = self._session.get_inputs()[0].name
+
+    def predict(self, x, batch_size: int = 256, verbose=0) -> np.ndarray:
+        x = np.asarray(x)
+        return np.concatenate([self._session.run(None, {self._input: x[i:i + batch_size]})[0]
+                               for i in range(0, len(x), batch_size)])

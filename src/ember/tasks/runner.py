@@ -473,7 +473,7 @@ def evaluate(target, *, data=None, batch_size=None) -> dict:
         images = task.load_data(config) if data is None else task.evaluation_data(model, data)
         batch_size = batch_size or config.train.batch_size
     else:
-        model = models.load_model(target)
+        model = load_for_inference(target)
         task_name = model.metadata.get("task")
         if task_name is None:
             raise EmberError(f"{target}: the model file names no task; train it with `ember train`")
@@ -503,8 +503,16 @@ def _numbers(tree, prefix="") -> dict:
     return {prefix.rstrip("."): float(tree)}
 
 
+def load_for_inference(path):
+    """A `.ember` model, or an `.onnx` graph (exported, or int8 from `ember compress`) run by ONNX Runtime."""
+    if Path(path).suffix == ".onnx":
+        from ember.export.onnx import OnnxModel
+        return OnnxModel(path)
+    return models.load_model(path)
+
+
 def predict(model_path, inputs, *, top_k=3) -> list[dict]:
-    model = models.load_model(model_path)
+    model = load_for_inference(model_path)
     task_name = model.metadata.get("task")
     if task_name is None:
         raise EmberError(f"{model_path}: the model file names no task; train it with `ember train`")
