@@ -21,7 +21,7 @@ def test_augmentation_benchmark_runs():
     result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "augmentation.py"), "--rounds", "1",
                              "--steps", "3"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
-    assert "ember / plain" in result.stdout and "ember / keras" in result.stdout
+    assert "ember / plain" in result.stdout and "ember / eager" in result.stdout  # Keras only when installed
     assert "Warning" not in result.stderr, result.stderr
 
 
