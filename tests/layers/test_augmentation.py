@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from ember import layers, models
-from ember.layers.augmentation import AUGMENTATION_LAYERS
+from ember.layers import AUGMENTATION_LAYERS
 
 IMAGE_LAYERS = [
     lambda seed: layers.RandomFlip(seed=seed),

@@ -12,10 +12,8 @@ The geometric layers (RandomRotation, RandomZoom, RandomTranslation) each build 
 consecutive ones in a Sequential are composed and resampled once (`compose_affine`), so stacking three of
 them costs one `grid_sample`, not three.
 
-MixUp and CutMix blend each training image with another image of the batch. Inside a model they record
-which image and how much, and `Model` mixes the loss of the two labels in the same proportion
-(`mixed_targets`), which works with any loss and with integer labels; called on a Keras-style dict
-`{"images": x, "labels": one_hot}` they mix both and return the dict.
+MixUp and CutMix, which mix labels too, are in `layers/mixing.py`; TokenAugmentation, for token ids, in
+`layers/text.py`.
 """
 import functools
 import math
@@ -89,7 +87,7 @@ class RandomLayer(Layer):
         return {**super().get_config(), "seed": self.seed}
 
 
-def _images(x: torch.Tensor, layer) -> torch.Tensor:
+def as_images(x: torch.Tensor, layer) -> torch.Tensor:
     if x.dim() != 4:
         raise ValueError(f"{type(layer).__name__} takes images (batch, height, width, channels), got shape "
                          f"{tuple(x.shape)}")
@@ -108,7 +106,7 @@ class RandomFlip(RandomLayer):
         self.mode = _choice(mode, "RandomFlip mode", ("horizontal", "vertical", "horizontal_and_vertical"))
 
     def augment(self, x):
-        x = _images(x, self)
+        x = as_images(x, self)
         if self.mode != "vertical":
             flip = self.uniform(len(x), 0, 1, x) < 0.5
             x = torch.where(flip[:, None, None, None], x.flip(2), x)
@@ -161,7 +159,7 @@ def _pixel_centres(height: int, width: int, device: torch.device) -> tuple:
 def compose_affine(chain: list, x: torch.Tensor) -> torch.Tensor:
     """Apply the geometric layers of `chain` in order with one resampling: the output pixel p is read from
     the input at M_1 · M_2 · ... · M_k · p, using the first layer's fill mode and interpolation."""
-    x = _images(x, chain[0])
+    x = as_images(x, chain[0])
     n, h, w, _ = x.shape
     m = chain[0].matrices(x)
     for layer in chain[1:]:
@@ -259,7 +257,7 @@ class RandomCrop(RandomLayer):
         self.height, self.width = height, width
 
     def forward(self, x):
-        x = _images(x, self)
+        x = as_images(x, self)
         _, h, w, _ = x.shape
         if self.training and h >= self.height and w >= self.width:
             return self.augment(x)
@@ -301,7 +299,7 @@ class RandomContrast(RandomLayer):
         self.value_range = _value_range(value_range, "RandomContrast")
 
     def augment(self, x):
-        x = _images(x, self)
+        x = as_images(x, self)
         factor = self.uniform(len(x), self.lower, self.upper, x)[:, None, None, None]
         mean = x.mean(dim=(1, 2), keepdim=True)
         return _clip((x - mean) * factor + mean, self.value_range)
@@ -320,7 +318,7 @@ class RandomBrightness(RandomLayer):
         self.value_range = _value_range(value_range, "RandomBrightness")
 
     def augment(self, x):
-        x = _images(x, self)
+        x = as_images(x, self)
         width = self.value_range[1] - self.value_range[0]
         delta = self.uniform(len(x), self.lower, self.upper, x)[:, None, None, None] * width
         return _clip(x + delta, self.value_range)
@@ -329,7 +327,7 @@ class RandomBrightness(RandomLayer):
         return {**super().get_config(), "factor": self.factor, "value_range": list(self.value_range)}
 
 
-def _boxes(layer, x, area_fraction, aspect_log_range=None):
+def random_boxes(layer, x, area_fraction, aspect_log_range=None):
     """A boolean (N, H, W, 1) mask of one rectangle per image covering `area_fraction` of it (aspect ratio
     log-uniform in `aspect_log_range`, else that of the image), placed uniformly at random (CutMix,
     Random Erasing)."""
@@ -364,10 +362,10 @@ class RandomErasing(RandomLayer):
         self.value_range = _value_range(value_range, "RandomErasing")
 
     def augment(self, x):
-        x = _images(x, self)
+        x = as_images(x, self)
         n = len(x)
         area = self.uniform(n, *self.scale, x)
-        erase = _boxes(self, x, area, (math.log(0.3), math.log(1 / 0.3)))
+        erase = random_boxes(self, x, area, (math.log(0.3), math.log(1 / 0.3)))
         erase &= (self.uniform(n, 0, 1, x) < self.factor)[:, None, None, None]
         if self.fill_value is not None:
             fill = torch.full_like(x, self.fill_value)
@@ -379,130 +377,3 @@ class RandomErasing(RandomLayer):
     def get_config(self):
         return {**super().get_config(), "factor": self.factor, "scale": list(self.scale),
                 "fill_value": self.fill_value, "value_range": list(self.value_range)}
-
-
-# -- label-mixing layers ------------------------------------------------------------------------------------
-class LabelMixer(RandomLayer):
-    """Base of MixUp and CutMix: after a training forward, `last_mix` holds (partner index, weight of the
-    image's own label) per image, for `Model` to mix the loss (then it is cleared)."""
-
-    def __init__(self, alpha: float, seed=None, **kwargs):
-        super().__init__(seed, **kwargs)
-        if not (isinstance(alpha, (int, float)) and alpha > 0):
-            raise ValueError(f"{type(self).__name__} alpha must be a positive number, got {alpha!r}")
-        self.alpha = float(alpha)
-        self.last_mix = None
-
-    def _draw(self, x):
-        n = len(x)
-        gen = self.generator(x.device)
-        partner = torch.randperm(n, generator=gen, device=x.device)
-        # Beta(a, a) as G1 / (G1 + G2) with Gamma(a) draws, through the layer's own generator
-        g = torch._standard_gamma(torch.full((2, n), self.alpha, device=x.device), generator=gen)
-        return partner, g[0] / (g[0] + g[1])
-
-    def __call__(self, x, *args, **kwargs):
-        if isinstance(x, dict):  # Keras's form, in a data pipeline: {"images": ..., "labels": one-hot}
-            mixed, partner, own = self._mix(x["images"])
-            labels = x["labels"].float()
-            weight = own.reshape(-1, *([1] * (labels.dim() - 1)))
-            return {**x, "images": mixed, "labels": labels * weight + labels[partner] * (1 - weight)}
-        return super().__call__(x, *args, **kwargs)
-
-    def forward(self, x):
-        if not self.training:
-            return x
-        mixed, partner, own = self._mix(x)
-        self.last_mix = (partner, own)
-        return mixed
-
-    def get_config(self):
-        return {**super().get_config(), "alpha": self.alpha}
-
-
-class MixUp(LabelMixer):
-    """Blend each training image with another image of the batch: lam·x_i + (1 - lam)·x_j, lam ~ Beta(alpha,
-    alpha) per image, and the loss of their labels in the same proportion (Zhang et al., 2018)."""
-
-    def __init__(self, alpha: float = 0.2, seed=None, **kwargs):
-        super().__init__(alpha, seed, **kwargs)
-
-    def _mix(self, x):
-        x = x if x.is_floating_point() else x.float()
-        partner, own = self._draw(x)
-        weight = own.reshape(-1, *([1] * (x.dim() - 1)))
-        return x * weight + x[partner] * (1 - weight), partner, own
-
-
-class CutMix(LabelMixer):
-    """Paste a random box of another image of the batch into each training image, covering 1 - lam of it with
-    lam ~ Beta(alpha, alpha); the labels mix by the area each image keeps (Yun et al., 2019)."""
-
-    def __init__(self, alpha: float = 1.0, seed=None, **kwargs):
-        super().__init__(alpha, seed, **kwargs)
-
-    def _mix(self, x):
-        x = _images(x, self)
-        partner, own = self._draw(x)
-        box = _boxes(self, x, 1 - own)
-        kept = 1 - box.float().mean(dim=(1, 2, 3))  # the exact share after rounding the box to pixels
-        return torch.where(box, x[partner], x), partner, kept
-
-
-def mixed_loss(loss_fn, y, y_pred, weight, mix):
-    """The loss of a batch whose inputs a LabelMixer mixed: own · loss(y) + (1 - own) · loss(y[partner])."""
-    partner, own = mix
-    base = torch.ones_like(own) if weight is None else weight.float()
-    return loss_fn(y, y_pred, base * own) + loss_fn(y[partner], y_pred, base * (1 - own))
-
-
-# -- text ---------------------------------------------------------------------------------------------------
-class TokenAugmentation(RandomLayer):
-    """Training-only noise on token ids (batch, length) padded with 0: each token is dropped (the rest close up)
-    with probability `drop_rate`, replaced by `mask_token` with `mask_rate`, and swapped with its right-hand
-    neighbour with `swap_rate`. Ids in `keep_tokens` (say [CLS] and [SEP]) are never touched."""
-
-    def __init__(self, drop_rate=0.1, mask_rate=0.0, swap_rate=0.0, mask_token: int = 1, keep_tokens=(),
-                 seed=None, **kwargs):
-        super().__init__(seed, **kwargs)
-        for name, rate in (("drop_rate", drop_rate), ("mask_rate", mask_rate), ("swap_rate", swap_rate)):
-            if not (isinstance(rate, (int, float)) and 0 <= rate < 1):
-                raise ValueError(f"TokenAugmentation {name} must be in [0, 1), got {rate!r}")
-        if not isinstance(mask_token, int) or mask_token < 0:
-            raise ValueError(f"TokenAugmentation mask_token must be a token id, got {mask_token!r}")
-        self.drop_rate, self.mask_rate, self.swap_rate = float(drop_rate), float(mask_rate), float(swap_rate)
-        self.mask_token, self.keep_tokens = mask_token, [int(t) for t in keep_tokens]
-
-    def augment(self, ids):
-        if ids.dim() != 2 or ids.is_floating_point():
-            raise ValueError(f"TokenAugmentation takes integer token ids (batch, length), got {ids.dtype} "
-                             f"{tuple(ids.shape)}")
-        gen = self.generator(ids.device)
-        real = ids != 0
-        free = real.clone()
-        for token in self.keep_tokens:
-            free &= ids != token
-        if self.swap_rate:
-            pair = free[:, :-1] & free[:, 1:] & (torch.rand(ids[:, 1:].shape, generator=gen, device=ids.device)
-                                                 < self.swap_rate)
-            pair[:, 1:] &= ~pair[:, :-1]  # a token takes part in one swap at most
-            left = F.pad(pair, (0, 1))
-            right = F.pad(pair, (1, 0))
-            ids = torch.where(left, ids.roll(-1, 1), torch.where(right, ids.roll(1, 1), ids))
-        if self.mask_rate:
-            masked = free & (torch.rand(ids.shape, generator=gen, device=ids.device) < self.mask_rate)
-            ids = torch.where(masked, torch.full_like(ids, self.mask_token), ids)
-        if self.drop_rate:
-            drop = free & (torch.rand(ids.shape, generator=gen, device=ids.device) < self.drop_rate)
-            keep = real & ~drop
-            order = torch.argsort((~keep).to(torch.int8), dim=1, stable=True)  # kept tokens first, in order
-            ids = torch.where(keep.gather(1, order), ids.gather(1, order), torch.zeros_like(ids))
-        return ids
-
-    def get_config(self):
-        return {**super().get_config(), "drop_rate": self.drop_rate, "mask_rate": self.mask_rate,
-                "swap_rate": self.swap_rate, "mask_token": self.mask_token, "keep_tokens": self.keep_tokens}
-
-
-AUGMENTATION_LAYERS = (RandomFlip, RandomRotation, RandomZoom, RandomTranslation, RandomCrop, RandomContrast,
-                       RandomBrightness, RandomErasing, MixUp, CutMix, TokenAugmentation)

@@ -1,4 +1,5 @@
-"""TextVectorization: strings -> padded integer token ids, with Keras's arguments and `adapt`.
+"""TextVectorization: strings -> padded integer token ids, with Keras's arguments and `adapt`; and
+TokenAugmentation, training-only noise on those ids.
 
 The vocabulary is part of the layer's config, so it travels inside the model file (as JSON).
 Index 0 is padding ("") and 1 the out-of-vocabulary token ("[UNK]"), as in Keras; sequences are
@@ -9,7 +10,9 @@ import re
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
+from ember.layers.augmentation import RandomLayer
 from ember.layers.base import Layer
 
 PAD, OOV = "", "[UNK]"
@@ -88,3 +91,50 @@ class TextVectorization(Layer):
         return {**super().get_config(), "max_tokens": self.max_tokens, "standardize": self.standardize,
                 "split": "whitespace", "output_mode": "int", "output_sequence_length": self.output_sequence_length,
                 "vocabulary": self.get_vocabulary()}
+
+
+class TokenAugmentation(RandomLayer):
+    """Training-only noise on token ids (batch, length) padded with 0: each token is dropped (the rest close up)
+    with probability `drop_rate`, replaced by `mask_token` with `mask_rate`, and swapped with its right-hand
+    neighbour with `swap_rate`. Ids in `keep_tokens` (say [CLS] and [SEP]) are never touched."""
+
+    def __init__(self, drop_rate=0.1, mask_rate=0.0, swap_rate=0.0, mask_token: int = 1, keep_tokens=(),
+                 seed=None, **kwargs):
+        super().__init__(seed, **kwargs)
+        for name, rate in (("drop_rate", drop_rate), ("mask_rate", mask_rate), ("swap_rate", swap_rate)):
+            if not (isinstance(rate, (int, float)) and 0 <= rate < 1):
+                raise ValueError(f"TokenAugmentation {name} must be in [0, 1), got {rate!r}")
+        if not isinstance(mask_token, int) or mask_token < 0:
+            raise ValueError(f"TokenAugmentation mask_token must be a token id, got {mask_token!r}")
+        self.drop_rate, self.mask_rate, self.swap_rate = float(drop_rate), float(mask_rate), float(swap_rate)
+        self.mask_token, self.keep_tokens = mask_token, [int(t) for t in keep_tokens]
+
+    def augment(self, ids):
+        if ids.dim() != 2 or ids.is_floating_point():
+            raise ValueError(f"TokenAugmentation takes integer token ids (batch, length), got {ids.dtype} "
+                             f"{tuple(ids.shape)}")
+        gen = self.generator(ids.device)
+        real = ids != 0
+        free = real.clone()
+        for token in self.keep_tokens:
+            free &= ids != token
+        if self.swap_rate:
+            pair = free[:, :-1] & free[:, 1:] & (torch.rand(ids[:, 1:].shape, generator=gen, device=ids.device)
+                                                 < self.swap_rate)
+            pair[:, 1:] &= ~pair[:, :-1]  # a token takes part in one swap at most
+            left = F.pad(pair, (0, 1))
+            right = F.pad(pair, (1, 0))
+            ids = torch.where(left, ids.roll(-1, 1), torch.where(right, ids.roll(1, 1), ids))
+        if self.mask_rate:
+            masked = free & (torch.rand(ids.shape, generator=gen, device=ids.device) < self.mask_rate)
+            ids = torch.where(masked, torch.full_like(ids, self.mask_token), ids)
+        if self.drop_rate:
+            drop = free & (torch.rand(ids.shape, generator=gen, device=ids.device) < self.drop_rate)
+            keep = real & ~drop
+            order = torch.argsort((~keep).to(torch.int8), dim=1, stable=True)  # kept tokens first, in order
+            ids = torch.where(keep.gather(1, order), ids.gather(1, order), torch.zeros_like(ids))
+        return ids
+
+    def get_config(self):
+        return {**super().get_config(), "drop_rate": self.drop_rate, "mask_rate": self.mask_rate,
+                "swap_rate": self.swap_rate, "mask_token": self.mask_token, "keep_tokens": self.keep_tokens}

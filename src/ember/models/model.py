@@ -12,7 +12,7 @@ import torch
 from ember.data.arrays import ArrayData
 from ember.layers import regularizers
 from ember.layers.activations import get_activation
-from ember.layers.augmentation import LabelMixer, mixed_loss
+from ember.layers.mixing import LabelMixer, mixed_loss
 from ember.layers.base import Layer
 from ember.models.summary import print_summary
 from ember.train import losses as losses_lib

@@ -5,7 +5,7 @@ import inspect
 import torch
 from torch import nn
 
-from ember.layers.augmentation import AffineLayer, TokenAugmentation, compose_affine
+from ember.layers.augmentation import AffineLayer, compose_affine
 from ember.layers.base import Layer
 from ember.layers.core import Activation, Dense, Dropout, InputLayer
 from ember.layers.embedding import Embedding
@@ -13,6 +13,7 @@ from ember.layers.normalization import LayerNormalization, UnitNormalization
 from ember.layers.pooling import (GlobalAveragePooling1D, GlobalMaxPooling1D, GlobalMaxPooling2D, MaxPooling1D,
                                   MaxPooling2D)
 from ember.layers.recurrent import Bidirectional, _RNN
+from ember.layers.text import TokenAugmentation
 from ember.layers.transformer import (BertEmbedding, FirstTokenPooling, PositionalEmbedding, TransformerDecoder,
                                       TransformerEncoder)
 from ember.models.model import Model

@@ -82,7 +82,7 @@ def with_augmentation(model, specs: list, what: str):
     in training, so evaluation, export and serving see the model alone."""
     if not specs:
         return model
-    from ember.layers.augmentation import AUGMENTATION_LAYERS
+    from ember.layers import AUGMENTATION_LAYERS
     from ember.models import Sequential
     augmentation = [_augmentation_layer(spec, i, AUGMENTATION_LAYERS) for i, spec in enumerate(specs)]
     if not isinstance(model, Sequential):
