@@ -9,7 +9,6 @@ Prints each round, then the median ms/step and ember's ratios.
 
     python benchmarks/augmentation.py --rounds 5 --steps 200
 """
-import argparse
 import math
 import os
 
@@ -17,7 +16,7 @@ os.environ.setdefault("KERAS_BACKEND", "torch")
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-from interleave import compare, fit_runner, keras_runner  # noqa: E402
+from interleave import fit_runner, keras_runner, run_contenders, step_arguments  # noqa: E402
 from seed_cnn import BATCH, classic_cnn, eager_runner, mnist_like  # noqa: E402
 
 TARGETS = {"plain": 1.10, "eager": 1.0, "keras": 0.45}
@@ -57,18 +56,12 @@ def random_affine(images):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=200, help="training steps per contender per round")
-    args = parser.parse_args()
+    args = step_arguments(__doc__, steps=200)
     torch.manual_seed(0)
     x, y = mnist_like(args.steps * BATCH)
     runners = {"ember": ember_runner(x, y, augment=True), "plain": ember_runner(x, y, augment=False),
                "eager": eager_runner(x, y, transform=random_affine), "keras": keras_runner(augmented, x, y, BATCH)}
-    runners = {name: run for name, run in runners.items() if run is not None}
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {BATCH}, "
-          f"{args.steps} steps x {args.rounds} rounds; contenders: {', '.join(runners)}")
-    compare(runners, steps=args.steps, rounds=args.rounds, targets=TARGETS)
+    run_contenders(runners, args, BATCH, TARGETS)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,10 @@
 """The timing shared by the benchmarks: warm up, interleaved rounds in one process, medians and ratios."""
+import argparse
 import statistics
 import time
 import warnings
+
+import torch
 
 
 def time_per_step(run, steps: int) -> float:
@@ -44,3 +47,19 @@ def keras_runner(build, x, y, batch_size: int):
         return None
     warnings.filterwarnings("ignore", module="keras")  # Keras 3 warns about input_shape in its own examples
     return fit_runner(build(keras.layers, keras.models), x, y, batch_size)
+
+
+def step_arguments(doc: str, steps: int):
+    """--rounds and --steps of a training-step benchmark (its docstring's first line as the description)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=steps, help="training steps per contender per round")
+    return parser.parse_args()
+
+
+def run_contenders(runners: dict, args, batch: int, targets: dict, data: str = "") -> dict:
+    """Drop the contenders that are not installed (None), say what runs, and `compare` the rest."""
+    runners = {name: run for name, run in runners.items() if run is not None}
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {batch}, {data}"
+          f"{args.steps} steps x {args.rounds} rounds; contenders: {', '.join(runners)}")
+    return compare(runners, steps=args.steps, rounds=args.rounds, targets=targets)

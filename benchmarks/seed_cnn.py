@@ -8,7 +8,6 @@ Prints each round, then the median ms/step and the ratios ember/eager and ember/
 
     python benchmarks/seed_cnn.py --rounds 5 --steps 300
 """
-import argparse
 import os
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
@@ -16,7 +15,7 @@ os.environ.setdefault("KERAS_BACKEND", "torch")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-from interleave import compare, fit_runner, keras_runner  # noqa: E402
+from interleave import fit_runner, keras_runner, run_contenders, step_arguments  # noqa: E402
 from torch import nn  # noqa: E402
 
 BATCH = 32
@@ -78,17 +77,12 @@ def eager_runner(x, y, transform=None):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=300, help="training steps per contender per round")
-    args = parser.parse_args()
+    args = step_arguments(__doc__, steps=300)
     torch.manual_seed(0)
     x, y = mnist_like(args.steps * BATCH)
     runners = {"ember": ember_runner(x, y), "eager": eager_runner(x, y), "keras": keras_runner(classic_cnn, x, y, BATCH)}
-    runners = {name: run for name, run in runners.items() if run is not None}
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {BATCH}, "
-          f"{args.steps} steps x {args.rounds} rounds; contenders: {', '.join(runners)}")
-    compare(runners, steps=args.steps, rounds=args.rounds, targets=TARGETS)
+    run_contenders(runners, args, BATCH, TARGETS)
+
 
 if __name__ == "__main__":
     main()

@@ -12,7 +12,6 @@ the ratios ember/eager and ember/keras.
 
     python benchmarks/text.py --rounds 5 --steps 200
 """
-import argparse
 import os
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
@@ -20,7 +19,7 @@ os.environ.setdefault("KERAS_BACKEND", "torch")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-from interleave import compare, fit_runner, keras_runner  # noqa: E402
+from interleave import fit_runner, keras_runner, run_contenders, step_arguments  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.nn.utils.rnn import pack_padded_sequence  # noqa: E402
 
@@ -99,18 +98,13 @@ def eager_runner(x, y):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=200, help="training steps per contender per round")
-    args = parser.parse_args()
+    args = step_arguments(__doc__, steps=200)
     torch.manual_seed(0)
     x, y = sst2_like(args.steps * BATCH)
-    runners = {"ember": ember_runner(x, y), "eager": eager_runner(x, y), "keras": keras_runner(sentiment_bilstm, x, y, BATCH)}
-    runners = {name: run for name, run in runners.items() if run is not None}
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {BATCH}, "
-          f"{'SST-2' if sst2_available() else 'random'} ids (mean length {(x != 0).sum(1).mean():.1f}), "
-          f"{args.steps} steps x {args.rounds} rounds; contenders: {', '.join(runners)}")
-    compare(runners, steps=args.steps, rounds=args.rounds, targets=TARGETS)
+    runners = {"ember": ember_runner(x, y), "eager": eager_runner(x, y),
+               "keras": keras_runner(sentiment_bilstm, x, y, BATCH)}
+    data = f"{'SST-2' if sst2_available() else 'random'} ids (mean length {(x != 0).sum(1).mean():.1f}), "
+    run_contenders(runners, args, BATCH, TARGETS, data)
 
 if __name__ == "__main__":
     main()

@@ -31,8 +31,8 @@ class QuantizationError(EmberError):
 
 def default_method(model) -> str:
     """"static" for convolutional models, "dynamic" for the rest."""
-    return STATIC if any(isinstance(m, (torch.nn.Conv1d, torch.nn.Conv2d)) or type(m).__name__.startswith("Conv")
-                         for m in model.modules()) else DYNAMIC
+    convolutional = any(isinstance(m, (torch.nn.Conv1d, torch.nn.Conv2d)) for m in model.modules())
+    return STATIC if convolutional else DYNAMIC  # ember's Conv1D/Conv2D hold torch's, which modules() reaches
 
 
 @contextlib.contextmanager

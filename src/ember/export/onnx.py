@@ -181,6 +181,27 @@ def export_onnx(model, path, *, opset: int = DEFAULT_OPSET, atol: float = 1e-4, 
             "size_bytes": len(data)}
 
 
+def open_graph(path, threads: int | None = None) -> tuple:
+    """(ONNX Runtime session, sidecar dict or {} when there is none) of an `.onnx` file; a file either cannot
+    be read is one ModelFileError naming it."""
+    from ember.errors import ModelFileError
+    path = Path(path)
+    try:
+        graph = session(path, threads)
+    except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph types
+        raise ModelFileError(f"{path}: not a readable ONNX model ({str(e).splitlines()[0]})") from None
+    side = sidecar_path(path)
+    if not side.is_file():
+        return graph, {}
+    try:
+        meta = json.loads(side.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ModelFileError(f"{side}: not valid JSON ({e})") from None
+    if not isinstance(meta, dict) or meta.get("format") != "ember-onnx":
+        raise ModelFileError(f"{side}: not an ember ONNX sidecar (no \"format\": \"ember-onnx\")")
+    return graph, meta
+
+
 class OnnxModel:
     """An exported (or int8) graph with its sidecar, standing in for the model in `ember evaluate` and
     `ember predict`: `predict` (NumPy in and out, in batches) and `metadata`."""
@@ -188,17 +209,10 @@ class OnnxModel:
     def __init__(self, path, threads: int | None = None):
         from ember.errors import ModelFileError
         path = Path(path)
-        side = sidecar_path(path)
-        if not side.is_file():
-            raise ModelFileError(f"{path}: no {side.name} beside it (ember export writes one): without it the "
-                                 "task, class names and preprocessing are unknown")
-        try:
-            meta = json.loads(side.read_text())
-            self._session = session(path, threads)
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ModelFileError(f"{side}: not valid JSON ({e})") from None
-        except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph types
-            raise ModelFileError(f"{path}: not a readable ONNX model ({str(e).splitlines()[0]})") from None
+        if not sidecar_path(path).is_file():
+            raise ModelFileError(f"{path}: no {sidecar_path(path).name} beside it (ember export writes one): "
+                                 "without it the task, class names and preprocessing are unknown")
+        self._session, meta = open_graph(path, threads)
         self.metadata = meta.get("metadata") or {}
         self.name = meta.get("name") or path.stem
         self._input = self._session.get_inputs()[0].name

@@ -73,11 +73,13 @@ class ConditionalVAE(Model):
         h = self.decoder_dense(torch.cat([z, self._one_hot(labels)], dim=1))
         return self.decoder(h.reshape(-1, *self._features)).permute(0, 2, 3, 1)
 
+    def _latent(self, mean, log_var):
+        """A sample of the latent Gaussian in training (the reparameterization trick), its mean otherwise."""
+        return mean + torch.randn_like(mean) * torch.exp(0.5 * log_var) if self.training else mean
+
     def forward(self, images, labels):
         """Reconstructions of `images` (the latent mean in evaluation, a sample of it in training)."""
-        mean, log_var = self.encode(images, labels)
-        z = mean + torch.randn_like(mean) * torch.exp(0.5 * log_var) if self.training else mean
-        return torch.sigmoid(self.decode_logits(z, labels))
+        return torch.sigmoid(self.decode_logits(self._latent(*self.encode(images, labels)), labels))
 
     @torch.inference_mode()
     def generate(self, labels, seed: int | None = None, temperature: float = 1.0) -> np.ndarray:
@@ -105,8 +107,7 @@ class ConditionalVAE(Model):
         images = xs[0].float()
         with self._autocast():
             mean, log_var = self.encode(images, y)
-            z = mean + torch.randn_like(mean) * torch.exp(0.5 * log_var) if self.training else mean
-            logits = self.decode_logits(z, y).float()
+            logits = self.decode_logits(self._latent(mean, log_var), y).float()
         reconstruction = F.binary_cross_entropy_with_logits(logits, images, reduction="none").sum(dim=(1, 2, 3))
         kl = -0.5 * (1 + log_var - mean.square() - log_var.exp()).sum(dim=1)
         per_image = reconstruction + self.beta * kl.float()

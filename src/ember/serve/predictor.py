@@ -4,7 +4,6 @@ A `Predictor` knows its input's name, shape and datatype (KServe v2 names), chec
 them, turns raw requests into model inputs as training did (image bytes through the model's image size and
 color mode, text through its vectorizer), runs batches and names the top classes.
 """
-import json
 import re
 from pathlib import Path
 
@@ -197,20 +196,9 @@ def _zeros(spec) -> np.ndarray:
 
 
 def _onnx_predictor(path: Path, name: str, threads: int | None) -> Predictor:
-    from ember.export.onnx import session, sidecar_path
-    try:
-        sess = session(path, threads)
-    except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph types
-        raise ModelFileError(f"{path}: not a readable ONNX model ({str(e).splitlines()[0]})") from None
+    from ember.export.onnx import open_graph, sidecar_path
+    sess, meta = open_graph(path, threads)
     side = sidecar_path(path)
-    meta = {}
-    if side.is_file():
-        try:
-            meta = json.loads(side.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ModelFileError(f"{side}: not valid JSON ({e})") from None
-        if not isinstance(meta, dict) or meta.get("format") != "ember-onnx":
-            raise ModelFileError(f"{side}: not an ember ONNX sidecar (no \"format\": \"ember-onnx\")")
     graph_in, graph_out = sess.get_inputs(), sess.get_outputs()
     if len(graph_in) != 1 or len(graph_out) < 1:
         raise EmberError(f"{path}: ember serves graphs with one input, this one has {len(graph_in)}")
