@@ -18,6 +18,7 @@ def test_u1_split_and_side_tables(ember_data, monkeypatch):
     items = datasets.movielens.load_items()
     assert items["title"][1] == "Toy Story (1995)" and items["genres"][1] == ["Animation", "Children's", "Comedy"]
     assert "Misérables, Les (1995)" in items["title"]  # u.item is latin-1
+    assert items["year"][1] == 1995 and items["year"][267] == 0  # item 267 has no release date
     users = datasets.movielens.load_users()
     assert users["age"][1] == 24 and users["occupation"][1] == "technician"
 

@@ -1,5 +1,6 @@
 """MatrixFactorization and NeuMF against the formulas they implement, and through the shared harness."""
 import numpy as np
+import pytest
 import torch
 
 from ember import layers, models
@@ -52,3 +53,77 @@ def test_a_recommender_saves_and_loads_with_its_regularizers(tmp_path):
     np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
     assert len(loaded.losses) == 4  # factor and bias tables of users and items
     assert_close(sum(loaded.losses), sum(model.losses))  # the same regularizers, not just as many
+
+
+def svdpp_layer():
+    layer = layers.SVDPlusPlus(9, 11, factors=4, global_mean=3.5, implicit_interactions=6, user_attributes=5,
+                               user_attributes_per_row=2, item_attributes=4, item_attributes_per_row=3,
+                               factors_regularizer={"l2": 0.1}, bias_regularizer={"l2": 0.01},
+                               side_regularizer={"l2": 1e-3})
+    layer.set_side_information(interactions=[[1, 2], [1, 5], [1, 7], [3, 2], [8, 10], [8, 1]],
+                               user_attributes=np.arange(18).reshape(9, 2) % 5,
+                               item_attributes=np.arange(33).reshape(11, 3) % 4)
+    return layer
+
+
+def test_svdpp_adds_implicit_feedback_and_mean_attribute_vectors_to_biased_mf():
+    layer = svdpp_layer()
+    x = ids()
+    check_layer(layer, (16, 2), dtype=torch.long)
+    layer.set_side_information(interactions=[[1, 2], [1, 5], [1, 7], [3, 2], [8, 10], [8, 1]])  # again: built
+    with torch.no_grad():
+        for weight in (layer.user_bias.embeddings, layer.implicit_factors, layer.user_attribute_factors,
+                       layer.item_attribute_factors, layer.user_attribute_bias, layer.item_attribute_bias):
+            torch.nn.init.normal_(weight)
+
+        def attributes(table, ids_row):
+            kept = [i for i in ids_row.tolist() if i != 0]
+            return table[kept].mean(0) if kept else torch.zeros(table.shape[1])
+        rated = {1: [2, 5, 7], 3: [2], 8: [1, 10]}
+        expected = []
+        for u, i in x.tolist():
+            p = layer.user_factors.embeddings[u].clone()
+            if u in rated:
+                p += layer.implicit_factors[rated[u]].sum(0) / len(rated[u]) ** 0.5
+            p += attributes(layer.user_attribute_factors, layer.user_attribute_ids[u])
+            q = layer.item_factors.embeddings[i] + attributes(layer.item_attribute_factors, layer.item_attribute_ids[i])
+            bias = (3.5 + layer.user_bias.embeddings[u, 0] + layer.item_bias.embeddings[i, 0]
+                    + attributes(layer.user_attribute_bias, layer.user_attribute_ids[u])[0]
+                    + attributes(layer.item_attribute_bias, layer.item_attribute_ids[i])[0])
+            expected.append(bias + p @ q)
+        layer.eval()
+        assert_close(layer(x)[:, 0], torch.stack(expected))
+
+
+def test_svdpp_refuses_side_information_of_the_wrong_shape():
+    layer = svdpp_layer()
+    with pytest.raises(ValueError, match="interactions has shape"):
+        layer.set_side_information(interactions=[[1, 2]])
+    with pytest.raises(ValueError, match="item_attributes holds ids outside 0..3"):
+        layer.set_side_information(item_attributes=np.full((11, 3), 4))
+
+
+def test_svdpp_saves_its_side_information_and_penalizes_per_rating(tmp_path):
+    model = models.create_model("svdpp", num_users=9, num_items=11, factors=3, global_mean=3.0,
+                                implicit_interactions=6, user_attributes=5, user_attributes_per_row=2,
+                                item_attributes=4, item_attributes_per_row=3)
+    model.build((None, 2))
+    model.layers[0].set_side_information(interactions=[[1, 2], [1, 5], [1, 7], [3, 2], [8, 10], [8, 1]],
+                                         user_attributes=np.arange(18).reshape(9, 2) % 5,
+                                         item_attributes=np.arange(33).reshape(11, 3) % 4)
+    model.compile("adam", "mse")
+    x = ids().numpy()
+    model.fit(x, np.full(len(x), 4.0, dtype="float32"), epochs=2, verbose=0)
+    model.save(tmp_path / "svdpp.ember")
+    loaded = models.load_model(tmp_path / "svdpp.ember")
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+    torch.testing.assert_close(loaded.layers[0].interaction_items, model.layers[0].interaction_items)
+    assert len(model.losses) == 5  # the implicit and attribute tables; the factor rows are penalized per batch
+    with torch.no_grad():
+        penalty = (0.1 * (model.layers[0].user_factors(torch.as_tensor(x[:, 0])).square().sum()
+                          + model.layers[0].item_factors(torch.as_tensor(x[:, 1])).square().sum())
+                   + 0.01 * (model.layers[0].user_bias(torch.as_tensor(x[:, 0])).square().sum()
+                             + model.layers[0].item_bias(torch.as_tensor(x[:, 1])).square().sum())) / len(x)
+        mse = ((model(torch.as_tensor(x))[:, 0] - 4.0) ** 2).mean()
+    assert_close(model.evaluate(x, np.full(len(x), 4.0, dtype="float32"), batch_size=len(x), verbose=0),
+                 mse + penalty + sum(model.losses))

@@ -81,3 +81,20 @@ def test_fit_takes_an_array_data_without_separate_targets():
     assert model.fit(data, epochs=1, verbose=0).history["loss"]
     with pytest.raises(ValueError, match="pass y=None"):
         model.fit(data, np.ones((8, 1)), verbose=0)
+
+
+def test_an_activity_regularizer_penalizes_outputs_per_sample_as_tf_keras_does():
+    dense = layers.Dense(2, activity_regularizer={"l2": 0.5}, input_shape=(3,))
+    model = models.Sequential([dense])
+    model.compile("sgd", "mse")
+    x, y = np.arange(12, dtype="float32").reshape(4, 3) / 10, np.ones((4, 2), dtype="float32")
+    model.build((None, 3))
+    with torch.no_grad():
+        out = model(torch.as_tensor(x))
+        expected = ((out - torch.as_tensor(y)) ** 2).mean() + 0.5 * out.square().sum() / 4  # divided by the batch
+    assert_close(model.evaluate(x, y, verbose=0), expected)
+    assert dense.activity_losses is None  # collected only while the model computes a loss
+    model(torch.as_tensor(x))
+    assert dense.activity_losses is None and model.losses == []  # weight penalties only, as Keras's model.losses
+    assert dense.get_config()["activity_regularizer"] == {"l1": 0.0, "l2": 0.5}
+    assert "activity_regularizer" not in layers.Dense(2).get_config()

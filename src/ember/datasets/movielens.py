@@ -84,14 +84,17 @@ def _pipe_rows(name: str, fields: int) -> list[list[str]]:
 
 
 def load_items() -> dict:
-    """Movies by id: {"title": array of NUM_ITEMS + 1 strings (index 0 empty), "genres": list of genre-name lists}."""
+    """Movies by id (index 0 empty): {"title": array of strings, "genres": list of genre-name lists, "year":
+    int64 array of release years, 0 where u.item gives no date}."""
     genre_names = [row[0] for row in _pipe_rows("u.genre", 2)]
     titles, genres = np.full(NUM_ITEMS + 1, "", dtype=object), [[] for _ in range(NUM_ITEMS + 1)]
+    years = np.zeros(NUM_ITEMS + 1, dtype=np.int64)
     for row in _pipe_rows("u.item", 5 + len(genre_names)):
         item = int(row[0])
         titles[item] = row[1]
         genres[item] = [name for name, flag in zip(genre_names, row[5:]) if flag == "1"]
-    return {"title": titles.astype(str), "genres": genres}
+        years[item] = int(row[2][-4:]) if row[2][-4:].isdigit() else 0  # release date "01-Jan-1995"
+    return {"title": titles.astype(str), "genres": genres, "year": years}
 
 
 def load_users() -> dict[str, np.ndarray]:

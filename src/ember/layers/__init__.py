@@ -6,7 +6,7 @@ from ember.layers.augmentation import (RandomBrightness, RandomContrast, RandomC
 from ember.layers.audio import MFCC, MelSpectrogram, SpecAugment
 from ember.layers.base import Layer
 from ember.layers.blocks import ResidualBlock
-from ember.layers.collaborative import MatrixFactorization, NeuMF
+from ember.layers.collaborative import MatrixFactorization, NeuMF, SVDPlusPlus
 from ember.layers.conv import Conv1D, Conv2D
 from ember.layers.embedding import Embedding
 from ember.layers.recurrent import GRU, LSTM, Bidirectional, SimpleRNN
@@ -29,7 +29,7 @@ LAYERS: dict[str, type[Layer]] = {cls.__name__: cls for cls in (
     ResidualBlock, Embedding, SimpleRNN, LSTM, GRU, Bidirectional, TextVectorization,
     LayerNormalization, MultiHeadAttention, PositionalEmbedding, SinePositionEncoding, TransformerEncoder,
     TransformerDecoder, BertEmbedding, FirstTokenPooling, UnitNormalization,
-    TimeDistributed, MatrixFactorization, NeuMF, MelSpectrogram, MFCC, SpecAugment,
+    TimeDistributed, MatrixFactorization, NeuMF, SVDPlusPlus, MelSpectrogram, MFCC, SpecAugment,
     RandomFlip, RandomRotation, RandomZoom, RandomTranslation, RandomCrop, RandomContrast, RandomBrightness,
     RandomErasing, MixUp, CutMix, TokenAugmentation,
 )}

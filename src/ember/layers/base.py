@@ -11,6 +11,8 @@ from collections import defaultdict
 import torch
 from torch import nn
 
+from ember.layers import regularizers
+
 _name_counters: dict[str, itertools.count] = defaultdict(itertools.count)
 
 
@@ -58,7 +60,8 @@ class Layer(nn.Module):
     # `compute_mask` gives the mask of its output, passed through where `supports_masking` is set.
     supports_masking = False
 
-    def __init__(self, *, name: str | None = None, input_shape=None, trainable: bool = True, dtype=None):
+    def __init__(self, *, name: str | None = None, input_shape=None, trainable: bool = True, dtype=None,
+                 activity_regularizer=None):
         super().__init__()
         if dtype not in (None, "float32", torch.float32):
             raise ValueError(f"{type(self).__name__}: only float32 weights are supported, got dtype={dtype!r}")
@@ -67,6 +70,8 @@ class Layer(nn.Module):
         self.trainable = trainable
         self.built = False
         self.output_shape = None
+        self.activity_regularizer = regularizers.get(activity_regularizer)
+        self.activity_losses = None  # a list while the model collects penalties (regularizers.Penalties)
 
     def build(self, input_shape: tuple) -> None:
         """Create weights for inputs of `input_shape`; layers without weights need not override."""
@@ -78,8 +83,12 @@ class Layer(nn.Module):
         self.build(tuple(first.shape))
 
     def __call__(self, *args, **kwargs):
-        if self.built:
-            return super().__call__(*args, **kwargs)
+        out = super().__call__(*args, **kwargs) if self.built else self._build_and_call(*args, **kwargs)
+        if self.activity_losses is not None:
+            self.activity_losses.append(regularizers.activity_penalty(self.activity_regularizer, out))
+        return out
+
+    def _build_and_call(self, *args, **kwargs):
         first = args[0] if args else next(iter(kwargs.values()))
         self.build_from(*args, **kwargs)
         self.to(first.device)  # weights follow the data the layer first sees
@@ -96,6 +105,8 @@ class Layer(nn.Module):
 
     def get_config(self) -> dict:
         config = {"name": self.name, "trainable": self.trainable}
+        if self.activity_regularizer is not None:
+            config["activity_regularizer"] = regularizers.serialize(self.activity_regularizer)
         if self.declared_input_shape is not None:
             config["input_shape"] = list(self.declared_input_shape)
         return config

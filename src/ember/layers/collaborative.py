@@ -99,3 +99,135 @@ class NeuMF(Layer):
                 "factors": self.factors, "mlp_units": list(self.mlp_units), "dropout": self.dropout,
                 "embeddings_initializer": self.embeddings_initializer,
                 "embeddings_regularizer": self.embeddings_regularizer}
+
+
+class SVDPlusPlus(Layer):
+    """Koren's SVD++ with side information: biased MF whose user vector also sums what the user rated
+    (implicit feedback) and both vectors their attributes (LightFM/SVDFeature-style).
+
+        rating = mean + b_u + b_i + mean(attribute biases)
+                 + (p_u + |N(u)|^-1/2 * sum_{j in N(u)} y_j + mean(user attribute factors))
+                 . (q_i + mean(item attribute factors))
+
+    `N(u)` (the items each user rated in training) and the attribute ids are constants of the data, set with
+    `set_side_information` and saved with the weights; the config keeps only their sizes. Attribute id 0 is
+    "none" (rows are padded with it). `factors_regularizer` and `bias_regularizer` are activity penalties on
+    the rows each batch looks up (the classic per-rating regularization, divided by the batch size);
+    `side_regularizer` is a weight penalty on the implicit and attribute tables.
+
+    >>> layer = layers.SVDPlusPlus(944, 1683, factors=128, implicit_interactions=80000, user_attributes=31,
+    ...                            user_attributes_per_row=3, item_attributes=37, item_attributes_per_row=7)
+    >>> layer.set_side_information(interactions=x_train, user_attributes=u_ids, item_attributes=i_ids)
+    """
+
+    def __init__(self, num_users, num_items, factors=128, *, global_mean=0.0, implicit_interactions=0,
+                 user_attributes=0, user_attributes_per_row=0, item_attributes=0, item_attributes_per_row=0,
+                 embeddings_initializer="random_normal", factors_regularizer=None, bias_regularizer=None,
+                 side_regularizer=None, **kwargs):
+        super().__init__(**kwargs)
+        self.num_users, self.num_items, self.factors = int(num_users), int(num_items), int(factors)
+        self.global_mean = float(global_mean)
+        self.implicit_interactions = int(implicit_interactions)
+        self.user_attributes, self.user_attributes_per_row = int(user_attributes), int(user_attributes_per_row)
+        self.item_attributes, self.item_attributes_per_row = int(item_attributes), int(item_attributes_per_row)
+        self.embeddings_initializer = embeddings_initializer
+        self.factors_regularizer = regularizers.serialize(regularizers.get(factors_regularizer))
+        self.bias_regularizer = regularizers.serialize(regularizers.get(bias_regularizer))
+        self.side_regularizer = regularizers.serialize(regularizers.get(side_regularizer))
+        # the data's constants, zero until set_side_information (or a saved model's weights) fill them
+        self.register_buffer("interaction_offsets", torch.zeros(self.num_users + 1, dtype=torch.long))
+        self.register_buffer("interaction_items", torch.zeros(self.implicit_interactions, dtype=torch.long))
+        self.register_buffer("user_attribute_ids", torch.zeros(self.num_users, self.user_attributes_per_row,
+                                                               dtype=torch.long))
+        self.register_buffer("item_attribute_ids", torch.zeros(self.num_items, self.item_attributes_per_row,
+                                                               dtype=torch.long))
+
+    def build(self, input_shape):
+        def looked_up(rows, width, initializer, regularizer):
+            return Embedding(rows, width, embeddings_initializer=initializer, activity_regularizer=regularizer)
+
+        def side(name, rows, width):  # implicit and attribute tables: zeros, penalized as whole weights
+            setattr(self, name, nn.Parameter(torch.zeros(rows, width)))
+            self.regularizers[name] = regularizers.get(self.side_regularizer)
+        self.regularizers = {}
+        init = self.embeddings_initializer
+        self.user_factors = looked_up(self.num_users, self.factors, init, self.factors_regularizer)
+        self.item_factors = looked_up(self.num_items, self.factors, init, self.factors_regularizer)
+        self.user_bias = looked_up(self.num_users, 1, "zeros", self.bias_regularizer)
+        self.item_bias = looked_up(self.num_items, 1, "zeros", self.bias_regularizer)
+        self.offset = nn.Parameter(torch.tensor([self.global_mean]))
+        if self.implicit_interactions:
+            side("implicit_factors", self.num_items, self.factors)
+        for who, size in (("user", self.user_attributes), ("item", self.item_attributes)):
+            if size:
+                side(f"{who}_attribute_factors", size, self.factors)
+                side(f"{who}_attribute_bias", size, 1)
+
+    def set_side_information(self, *, interactions=None, user_attributes=None, item_attributes=None) -> None:
+        """Fill the constants: `interactions` (N, 2) (user, item) training pairs, `user_attributes`
+        (num_users, per_row) and `item_attributes` (num_items, per_row) attribute ids (0 = none)."""
+        def check(name, value, shape, limit):
+            value = torch.as_tensor(value, dtype=torch.long)
+            if tuple(value.shape) != shape:
+                raise ValueError(f"{self.name}: {name} has shape {tuple(value.shape)}, the layer was made for {shape}")
+            if value.numel() and (value.min() < 0 or value.max() >= limit):
+                raise ValueError(f"{self.name}: {name} holds ids outside 0..{limit - 1}")
+            return value
+        if interactions is not None:
+            pairs = check("interactions", interactions, (self.implicit_interactions, 2),
+                          max(self.num_users, self.num_items))
+            users, items = pairs[:, 0], pairs[:, 1]
+            if users.max() >= self.num_users or items.max() >= self.num_items:
+                raise ValueError(f"{self.name}: interactions hold user or item ids beyond the tables")
+            order = torch.argsort(users * self.num_items + items)
+            self.interaction_items.copy_(items[order])
+            self.interaction_offsets.zero_()
+            self.interaction_offsets[1:] = torch.cumsum(torch.bincount(users, minlength=self.num_users), 0)
+        if user_attributes is not None:
+            self.user_attribute_ids.copy_(check("user_attributes", user_attributes,
+                                                tuple(self.user_attribute_ids.shape), max(self.user_attributes, 1)))
+        if item_attributes is not None:
+            self.item_attribute_ids.copy_(check("item_attributes", item_attributes,
+                                                tuple(self.item_attribute_ids.shape), max(self.item_attributes, 1)))
+
+    def _implicit(self, users: torch.Tensor) -> torch.Tensor:
+        """|N(u)|^-1/2 * sum of y_j over the items j each user rated (one embedding_bag over the batch's rows)."""
+        starts = self.interaction_offsets[users]
+        counts = self.interaction_offsets[users + 1] - starts
+        bag_offsets = torch.cumsum(counts, 0) - counts
+        positions = (torch.arange(int(counts.sum()), device=users.device)
+                     + (starts - bag_offsets).repeat_interleave(counts))
+        weights = counts.clamp(min=1).float().rsqrt().repeat_interleave(counts)
+        return nn.functional.embedding_bag(self.interaction_items[positions], self.implicit_factors,
+                                           bag_offsets, mode="sum", per_sample_weights=weights)
+
+    def _attributes(self, who: str, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        ids = getattr(self, f"{who}_attribute_ids")[rows]
+        factors, bias = getattr(self, f"{who}_attribute_factors"), getattr(self, f"{who}_attribute_bias")
+        return tuple(nn.functional.embedding_bag(ids, table, mode="mean", padding_idx=0) for table in (factors, bias))
+
+    def forward(self, ids):
+        users, items = _split_ids(ids)
+        user, item = self.user_factors(users), self.item_factors(items)
+        score = self.offset + self.user_bias(users) + self.item_bias(items)
+        if self.implicit_interactions:
+            user = user + self._implicit(users)
+        for who, rows in (("user", users), ("item", items)):
+            if getattr(self, f"{who}_attributes"):
+                factors, bias = self._attributes(who, rows)
+                score = score + bias
+                if who == "user":
+                    user = user + factors
+                else:
+                    item = item + factors
+        return score + (user * item).sum(dim=-1, keepdim=True)
+
+    def get_config(self):
+        return {**super().get_config(), "num_users": self.num_users, "num_items": self.num_items,
+                "factors": self.factors, "global_mean": self.global_mean,
+                "implicit_interactions": self.implicit_interactions,
+                "user_attributes": self.user_attributes, "user_attributes_per_row": self.user_attributes_per_row,
+                "item_attributes": self.item_attributes, "item_attributes_per_row": self.item_attributes_per_row,
+                "embeddings_initializer": self.embeddings_initializer,
+                "factors_regularizer": self.factors_regularizer, "bias_regularizer": self.bias_regularizer,
+                "side_regularizer": self.side_regularizer}

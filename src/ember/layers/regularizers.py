@@ -2,6 +2,10 @@
 
 A layer lists its penalized weights in `self.regularizers` ({parameter name: regularizer}); the model
 adds `penalties(model)` to the training loss, as Keras adds `model.losses`.
+
+Any layer also takes Keras's `activity_regularizer`: a penalty on its output, divided by the batch size (as
+tf.keras does, so that its strength does not depend on the batch). It is collected only while the model
+computes a training or evaluation loss (`Penalties.open` ... `Penalties.total`).
 """
 import torch
 from torch import nn
@@ -73,3 +77,33 @@ def penalties(model: nn.Module) -> list[tuple[torch.Tensor, L1L2]]:
 
 def total_penalty(found: list[tuple[torch.Tensor, L1L2]]) -> torch.Tensor:
     return sum(regularizer(weight) for weight, regularizer in found)
+
+
+def activity_penalty(regularizer: L1L2, output: torch.Tensor) -> torch.Tensor:
+    """Keras's activity penalty of one call: `regularizer(output) / batch size`."""
+    return regularizer(output) / max(output.shape[0], 1) if output.dim() else regularizer(output)
+
+
+class Penalties:
+    """What a model adds to each batch's loss: its weight penalties and its layers' activity penalties."""
+
+    def __init__(self, model: nn.Module):
+        self.weights = penalties(model)
+        self.activity_layers = [m for m in model.modules() if getattr(m, "activity_regularizer", None) is not None]
+
+    def __bool__(self):
+        return bool(self.weights or self.activity_layers)
+
+    def open(self) -> None:
+        """Start collecting the activity penalties of the forward pass about to run."""
+        for layer in self.activity_layers:
+            layer.activity_losses = []
+
+    def total(self, loss: torch.Tensor) -> torch.Tensor:
+        """`loss` plus every penalty; closes the collection `open` started."""
+        if self.weights:
+            loss = loss + total_penalty(self.weights)
+        for layer in self.activity_layers:
+            loss = loss + sum(layer.activity_losses or ())
+            layer.activity_losses = None
+        return loss

@@ -67,7 +67,7 @@ class Model(Layer):
         self._gradient_steps = None       # GradientSteps when a step is more than backward + step (see _plan_steps)
         self._step_ends = True   # whether this batch ends an optimizer step (fit sets it with accumulation)
         self.__dict__["_ddp"] = None  # the DistributedDataParallel forward under torchrun (not a submodule)
-        self._penalties = None  # (weight, regularizer) pairs, found on the first step after building
+        self._penalties = None  # regularizers.Penalties, found on the first step after building
         self._mixers = None  # the MixUp or CutMix layer, if any, found on the first step
         # JSON data saved with the model (e.g. class names and preprocessing a task needs to predict)
         self.metadata: dict = {}
@@ -194,6 +194,10 @@ class Model(Layer):
         return self.forward_logits(*xs) if logits else self(*xs)
 
     def compute_loss_and_predictions(self, xs, y, weight):
+        if self._penalties is None and not self._needs_build():  # found once built; reset by compile and add
+            self._penalties = regularizers.Penalties(self)
+        if self._penalties:
+            self._penalties.open()
         if self._logit_loss is not None:
             with self._autocast():
                 logits = self._forward_for_loss(xs, logits=True)
@@ -204,10 +208,10 @@ class Model(Layer):
                 y_pred = self._forward_for_loss(xs, logits=False)
             y_pred = y_pred.float()
             loss, y_pred = self._batch_loss(self.loss_fn, y, y_pred, weight), y_pred.detach()
-        if self._penalties is None:  # found on the first step, once every layer is built; reset by compile and add
-            self._penalties = regularizers.penalties(self)
+        if self._penalties is None:  # this forward built the model
+            self._penalties = regularizers.Penalties(self)
         if self._penalties:
-            loss = loss + regularizers.total_penalty(self._penalties)
+            loss = self._penalties.total(loss)
         return loss, y_pred
 
     def _batch_loss(self, loss_fn, y, y_pred, weight):

@@ -28,6 +28,8 @@ from ember.tasks.model_specs import ModelSpec, create_registered
 RATING_SCALE = (1.0, 5.0)
 K = 10
 POPULAR = 100  # most-rated items kept in the model file for users it has not seen
+YEARS = (1920, 1999)  # SVD++'s release-year attribute: 5-year bins, earlier and later years clipped
+YEAR_BINS = (YEARS[1] - YEARS[0]) // 5 + 1
 
 
 class Data(Section):
@@ -112,23 +114,55 @@ def load_data(*, feedback="explicit", split="u1", test_negatives=99, split_seed=
                         protocol)
 
 
+def side_information(data: Interactions) -> dict:
+    """What SVD++ knows beside the ratings, as `layers.SVDPlusPlus.set_side_information` takes it: the
+    training pairs (which movies each user rated), each user's age decade, gender and occupation, and each
+    movie's genres and release years (5-year bins). Attribute id 0 is "none"."""
+    users, items = datasets.movielens.load_users(), datasets.movielens.load_items()
+    occupations = sorted(set(users["occupation"][1:]))
+    user_ids = np.stack([1 + np.minimum(users["age"] // 10, 6), 8 + (users["gender"] == "M"),
+                         10 + np.searchsorted(occupations, users["occupation"])], axis=1)
+    user_ids[0] = 0  # row 0 is no user
+    genres = sorted({genre for names in items["genres"] for genre in names})
+    year_bin = np.where(items["year"] > 0, 1 + len(genres) + (np.clip(items["year"], *YEARS) - YEARS[0]) // 5, 0)
+    per_row = 1 + max(len(names) for names in items["genres"])
+    item_ids = np.zeros((data.num_items, per_row), dtype=np.int64)
+    for item, names in enumerate(items["genres"]):
+        item_ids[item, :len(names)] = [1 + genres.index(name) for name in names]
+        item_ids[item, len(names)] = year_bin[item]
+    return {"interactions": data.x_train, "user_attributes": user_ids.astype(np.int64), "item_attributes": item_ids,
+            "user_attribute_count": 10 + len(occupations), "item_attribute_count": 1 + len(genres) + YEAR_BINS}
+
+
 def build_model(data: Interactions, *, name=None, args=None, layers=None):
-    """A registered recommender, given the table sizes (and the mean rating for explicit feedback)."""
+    """A registered recommender, given the table sizes (and for explicit feedback the mean rating; for SVD++
+    the side information)."""
     if name is None:
-        raise ConfigError("model.layers: a recommender is a registered model (model.name: matrix_factorization "
-                          "or neumf)")
+        raise ConfigError("model.layers: a recommender is a registered model (model.name: matrix_factorization, "
+                          "svdpp or neumf)")
     required = {"num_users": data.num_users, "num_items": data.num_items}
-    if data.feedback == "explicit" and name == "matrix_factorization" and "global_mean" not in (args or {}):
+    explicit_models = ("matrix_factorization", "svdpp")
+    if data.feedback == "explicit" and name in explicit_models and "global_mean" not in (args or {}):
         required["global_mean"] = float(data.y_train.mean())
+    side = side_information(data) if name == "svdpp" else None
+    if side is not None:
+        required.update(implicit_interactions=len(side["interactions"]),
+                        user_attributes=side["user_attribute_count"],
+                        user_attributes_per_row=side["user_attributes"].shape[1],
+                        item_attributes=side["item_attribute_count"],
+                        item_attributes_per_row=side["item_attributes"].shape[1])
     model = create_registered(name, args, **required)
     model._set_input((2,), "int64")  # (user, item) ids
     model.build((None, 2))
+    if side is not None:
+        model.layers[0].set_side_information(interactions=side["interactions"], user_attributes=side["user_attributes"],
+                                             item_attributes=side["item_attributes"])
     final = model.output_activation()
     if data.feedback == "implicit" and final != "sigmoid":
         model.add(Activation("sigmoid"))
     elif data.feedback == "explicit" and final not in (None, "linear"):
         raise ConfigError(f"model {name} ends in a {final!r} activation, which cannot predict 1-5 ratings; use "
-                          "matrix_factorization for explicit feedback (neumf is for implicit feedback)")
+                          "matrix_factorization or svdpp for explicit feedback (neumf is for implicit feedback)")
     return model
 
 
