@@ -11,6 +11,7 @@ import torch
 from ember import layers, models
 from ember.compress import QuantizationError, quantize
 from ember.compress.prune import prune, sparsify
+from ember.compress import report as compress_report
 from ember.compress.report import flops
 from ember.export.onnx import session
 
@@ -170,6 +171,7 @@ def test_compress_writes_every_variant_and_a_report_scripts_can_read(digits_mode
     report = json.loads((tmp_path / "c" / "report.json").read_text())
     rows = {row["name"]: row for row in report["variants"]}
     assert list(rows) == ["fp32", "int8", "pruned", "pruned+int8", "student"], report["skipped"]
+    assert report["calibration"]["part"] == "training" and 0 < report["calibration"]["samples"] <= 512
     assert rows["student"]["params"] < rows["fp32"]["params"]
     for row in rows.values():
         assert set(row) == {"name", "path", "size_bytes", "params", "flops", "latency_ms_p50", "latency_ms_p95",
@@ -200,3 +202,12 @@ def test_compress_refuses_bad_requests_and_leaves_nothing(digits_model, tmp_path
     result = ember("compress", digits_model, *data, *args, "--out", tmp_path / "c")
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and message in result.stderr
     assert not (tmp_path / "c").exists()
+
+
+def test_a_report_says_when_int8_was_calibrated_on_test_inputs():
+    row = {"name": "fp32", "size_bytes": 10, "params": 1, "flops": 1, "latency_ms_p50": 1.0, "latency_ms_p95": 1.0,
+           "throughput_per_s": 1.0, "metrics": {"test_accuracy": 0.9}}
+    report = {"source": "m.ember", "threads": 1, "test_samples": 100, "variants": [row], "skipped": []}
+    assert "calibrated" not in compress_report.markdown({**report, "calibration": {"part": "training", "samples": 64}})
+    assert "calibrated on 64 of the test inputs" in compress_report.markdown(
+        {**report, "calibration": {"part": "test", "samples": 64}})

