@@ -92,6 +92,14 @@ def test_static_int8_for_a_conv_net_is_smaller_agrees_and_serves(tmp_path):
     assert meta["quantization"]["per_channel"] and meta["quantization"]["float_nodes"]
     outputs = session(tmp_path / "m.int8.onnx").run(None, {"input": x[:8]})[0]
     assert outputs.shape == (8, 3) and np.allclose(outputs.sum(1), 1, atol=1e-5)  # softmax stayed in float
+    import onnx
+    import onnxruntime
+    options = onnxruntime.SessionOptions()
+    options.optimized_model_filepath, options.log_severity_level = str(tmp_path / "optimized.onnx"), 3
+    onnxruntime.InferenceSession(str(tmp_path / "m.int8.onnx"), options, providers=["CPUExecutionProvider"])
+    ops = [node.op_type for node in onnx.load(str(tmp_path / "optimized.onnx")).graph.node]
+    # ONNX Runtime ran the convolutions (ReLU folded in) and the pooling between them in integers
+    assert ops.count("QLinearConv") == 2 and "MaxPool" not in ops and "Relu" not in ops, ops
     from ember.serve.predictor import load_predictor
     predictor = load_predictor(tmp_path / "m.int8.onnx")
     assert predictor.run(x[:2]).shape == (2, 3)

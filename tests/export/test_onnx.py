@@ -36,6 +36,10 @@ def test_classic_cnn_matches_onnx_runtime_at_any_batch_size(tmp_path):
         np.testing.assert_allclose(ort_outputs(tmp_path / "cnn.onnx", x), model.predict(x, verbose=0), atol=1e-4)
     side = json.loads((tmp_path / "cnn.json").read_text())
     assert side["format"] == "ember-onnx" and side["metadata"]["class_names"][3] == "3"
+    import onnx
+    ops = [node.op_type for node in onnx.load(str(tmp_path / "cnn.onnx")).graph.node]
+    # the layers' own order (Conv, Relu, MaxPool), not the pool-first order fit runs: ONNX Runtime fuses Conv+Relu
+    assert [op for op in ops if op in ("Conv", "Relu", "MaxPool")][:3] == ["Conv", "Relu", "MaxPool"]
     assert side["inputs"] == [{"name": "input", "shape": [-1, 28, 28, 1], "datatype": "FP32"}]
 
 

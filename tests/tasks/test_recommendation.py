@@ -24,18 +24,23 @@ def ember(*args):
 
 
 @pytest.fixture(scope="module")
-def mf_run(tmp_path_factory):
+def mf_run(request, tmp_path_factory):
+    """The MF config as written with --runslow (the issue's figure), else 3 of its epochs (the pipeline)."""
     if not os.environ.get("EMBER_DATA"):
         pytest.skip("needs the real datasets: set EMBER_DATA (CI uses ../shared/data)")
-    return runner.train(MF, out=tmp_path_factory.mktemp("runs") / "mf", quiet=True)
+    overrides = () if request.config.getoption("--runslow") else ("train.epochs=3",)
+    return runner.train(MF, overrides=overrides, out=tmp_path_factory.mktemp("runs") / "mf", quiet=True)
 
 
 @pytest.mark.data
-def test_mf_config_predicts_u1_ratings(mf_run):
-    """The issue's target, RMSE <= 0.91 on u1.test (measured 0.9037-0.9075 over four seeds)."""
+def test_mf_config_predicts_u1_ratings(mf_run, request):
+    """The issue's target with --runslow: RMSE <= 0.91 on u1.test (measured 0.9037-0.9075 over four seeds)."""
     metrics = json.loads((mf_run / "metrics.json").read_text())
     assert metrics["test_samples"] == 20000
-    assert metrics["test_rmse"] <= 0.91 and metrics["test_mae"] <= 0.72
+    if request.config.getoption("--runslow"):
+        assert metrics["test_rmse"] <= 0.91 and metrics["test_mae"] <= 0.72
+    else:  # three epochs: 0.934
+        assert metrics["test_rmse"] <= 0.95
     assert "## Error by true rating" in (mf_run / "report.md").read_text()
 
 

@@ -19,6 +19,7 @@ import torch
 import ember
 from ember.errors import EmberError
 from ember.models.saving import write_atomically
+from ember.models.sequential import layers_in_order
 
 DEFAULT_OPSET = 18
 INPUT, OUTPUT = "input", "output"
@@ -100,7 +101,7 @@ def _exception_summary(error: Exception) -> str:
 def _onnx_bytes(model, sample: torch.Tensor, spec: dict, opset: int) -> bytes:
     free = {axis: torch.export.Dim.AUTO for axis, d in enumerate(spec["shape"]) if d == -1}
     try:
-        with _quiet_exporter():
+        with _quiet_exporter(), layers_in_order():
             program = torch.onnx.export(model, (sample,), dynamo=True, opset_version=opset, verbose=False,
                                         input_names=[INPUT], output_names=[OUTPUT], dynamic_shapes=(free,))
     except Exception as e:  # torch.export names the construct it could not trace
