@@ -91,8 +91,23 @@ def test_svdpp_adds_implicit_feedback_and_mean_attribute_vectors_to_biased_mf():
                     + attributes(layer.user_attribute_bias, layer.user_attribute_ids[u])[0]
                     + attributes(layer.item_attribute_bias, layer.item_attribute_ids[i])[0])
             expected.append(bias + p @ q)
+        layer.train()
+        assert_close(layer(x)[:, 0], torch.stack(expected))  # training: the batch users' rows
         layer.eval()
-        assert_close(layer(x)[:, 0], torch.stack(expected))
+        assert_close(layer(x)[:, 0], torch.stack(expected))  # evaluation: every user's, fixed shapes
+
+
+def test_svdpp_exports_to_onnx_and_matches_onnx_runtime(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from ember.export.onnx import export_onnx
+    model = models.Sequential([svdpp_layer()])
+    model.build((None, 2))
+    model.layers[0].set_side_information(interactions=[[1, 2], [1, 5], [1, 7], [3, 2], [8, 10], [8, 1]])
+    model.compile("adam", "mse")
+    x = ids().numpy()
+    model.fit(x, np.full(len(x), 4.0, dtype="float32"), epochs=3, verbose=0)
+    result = export_onnx(model, tmp_path / "svdpp.onnx")
+    assert result["max_abs_diff"] <= 1e-5
 
 
 def test_svdpp_refuses_side_information_of_the_wrong_shape():

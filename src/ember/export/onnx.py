@@ -7,6 +7,7 @@ inputs before the files are kept.
 """
 import contextlib
 import functools
+import io
 import json
 import logging
 import os
@@ -76,18 +77,23 @@ def _vocabulary_size(model) -> int | None:
 
 @contextlib.contextmanager
 def _quiet_exporter():
-    """torch.onnx's exporter logs missing torchvision ops and warns from inside torch.export."""
-    logger = logging.getLogger("torch.onnx._internal.exporter._registration")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
+    """torch.onnx's exporter logs missing torchvision ops, and torch.export logs the traced graph when a shape
+    depends on data; the one-line ExportError says what failed."""
+    loggers = [logging.getLogger(name) for name in ("torch.onnx._internal.exporter._registration",
+                                                    "torch.fx.experimental.symbolic_shapes")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
     try:
-        with warnings.catch_warnings():
+        # torch.export also prints the whole traced graph to stderr when it fails
+        with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
             # torch.export and the ONNX translator warn about their own internals (pytree, nn.LSTM's
             # flat weights, non-leaf .grad): nothing the user can act on
             warnings.simplefilter("ignore")
             yield
     finally:
-        logger.setLevel(level)
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 def _exception_summary(error: Exception) -> str:

@@ -191,7 +191,10 @@ class SVDPlusPlus(Layer):
                                                 tuple(self.item_attribute_ids.shape), max(self.item_attributes, 1)))
 
     def _implicit(self, users: torch.Tensor) -> torch.Tensor:
-        """|N(u)|^-1/2 * sum of y_j over the items j each user rated (one embedding_bag over the batch's rows)."""
+        """|N(u)|^-1/2 * sum of y_j over the items j each user rated. Training sums the batch users' rows (one
+        embedding_bag); evaluation sums every user's (fixed shapes, which ONNX export needs) and picks."""
+        if not self.training:
+            return self._implicit_of_every_user()[users]
         starts = self.interaction_offsets[users]
         counts = self.interaction_offsets[users + 1] - starts
         bag_offsets = torch.cumsum(counts, 0) - counts
@@ -200,6 +203,18 @@ class SVDPlusPlus(Layer):
         weights = counts.clamp(min=1).float().rsqrt().repeat_interleave(counts)
         return nn.functional.embedding_bag(self.interaction_items[positions], self.implicit_factors,
                                            bag_offsets, mode="sum", per_sample_weights=weights)
+
+    def _implicit_of_every_user(self) -> torch.Tensor:
+        offsets = self.interaction_offsets
+        counts = offsets[1:] - offsets[:-1]
+        # the user of each stored interaction: how many users' rows start at or before it (a cumulative count)
+        starts = torch.zeros(self.implicit_interactions + 1, device=offsets.device, dtype=torch.long).index_add(
+            0, offsets[1:-1], torch.ones_like(offsets[1:-1]))
+        owners = torch.cumsum(starts, 0)[:-1]
+        weights = counts.clamp(min=1).float().rsqrt()[owners]
+        rated = self.implicit_factors[self.interaction_items] * weights[:, None]
+        return torch.zeros(self.num_users, self.factors, device=offsets.device, dtype=rated.dtype).index_add(
+            0, owners, rated)
 
     def _attributes(self, who: str, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         ids = getattr(self, f"{who}_attribute_ids")[rows]
