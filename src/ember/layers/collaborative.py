@@ -116,7 +116,7 @@ class SVDPlusPlus(Layer):
     `side_regularizer` is a weight penalty on the implicit and attribute tables.
 
     >>> layer = layers.SVDPlusPlus(944, 1683, factors=128, implicit_interactions=80000, user_attributes=31,
-    ...                            user_attributes_per_row=3, item_attributes=37, item_attributes_per_row=7)
+    ...                            user_attributes_per_row=3, item_attributes=36, item_attributes_per_row=7)
     >>> layer.set_side_information(interactions=x_train, user_attributes=u_ids, item_attributes=i_ids)
     """
 

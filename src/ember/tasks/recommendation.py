@@ -116,8 +116,9 @@ def load_data(*, feedback="explicit", split="u1", test_negatives=99, split_seed=
 
 def side_information(data: Interactions) -> dict:
     """What SVD++ knows beside the ratings, as `layers.SVDPlusPlus.set_side_information` takes it: the
-    training pairs (which movies each user rated), each user's age decade, gender and occupation, and each
-    movie's genres and release years (5-year bins). Attribute id 0 is "none"."""
+    training pairs (which movies each user rated, not how; the validation tail included), each user's age
+    decade, gender and occupation, and each movie's genres and release years (5-year bins). Attribute id 0 is
+    "none"."""
     users, items = datasets.movielens.load_users(), datasets.movielens.load_items()
     occupations = sorted(set(users["occupation"][1:]))
     user_ids = np.stack([1 + np.minimum(users["age"] // 10, 6), 8 + (users["gender"] == "M"),
