@@ -111,6 +111,11 @@ def test_svdpp_exports_to_onnx_and_matches_onnx_runtime(tmp_path):
 
 
 def test_svdpp_refuses_side_information_of_the_wrong_shape():
+    with pytest.raises(ValueError, match="user_attributes=5 with user_attributes_per_row=0"):
+        layers.SVDPlusPlus(9, 11, user_attributes=5)
+    with pytest.raises(ValueError, match="factors=-2"):
+        layers.SVDPlusPlus(9, 11, factors=-2)
+    layers.SVDPlusPlus(9, 11).set_side_information(interactions=np.zeros((0, 2)))  # no implicit feedback: fine
     layer = svdpp_layer()
     with pytest.raises(ValueError, match="interactions has shape"):
         layer.set_side_information(interactions=[[1, 2]])

@@ -98,3 +98,46 @@ def test_an_activity_regularizer_penalizes_outputs_per_sample_as_tf_keras_does()
     assert dense.activity_losses is None and model.losses == []  # weight penalties only, as Keras's model.losses
     assert dense.get_config()["activity_regularizer"] == {"l1": 0.0, "l2": 0.5}
     assert "activity_regularizer" not in layers.Dense(2).get_config()
+
+
+def test_activity_penalties_reach_the_loss_on_every_path_and_stop_with_it():
+    # a penalized Conv2D before max pooling is not fused into pool-first; a penalized softmax output is not
+    # cut to logits: both penalties reach the loss
+    conv = layers.Conv2D(2, 3, activation="relu", activity_regularizer={"l2": 10.0})
+    out = layers.Dense(3, activation="softmax", activity_regularizer={"l2": 10.0})
+    model = models.Sequential([layers.Input((6, 6, 1)), conv, layers.MaxPooling2D(2), layers.Flatten(), out])
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    x, y = np.random.default_rng(0).random((4, 6, 6, 1), dtype=np.float32), np.array([0, 1, 2, 0])
+    with torch.no_grad():
+        hidden = conv(torch.as_tensor(x))
+        probs = model(torch.as_tensor(x))
+        expected = (torch.nn.functional.nll_loss(probs.log(), torch.as_tensor(y))
+                    + 10.0 * (hidden.square().sum() + probs.square().sum()) / 4)
+    assert_close(model.evaluate(x, y, verbose=0), expected, atol=1e-5, rtol=1e-5)
+    with pytest.raises(Exception):
+        model.evaluate(x, np.array([0, 1, 2, 7]), verbose=0)  # a bad label raises mid-loss
+    assert conv.activity_losses is None and out.activity_losses is None  # collection closed all the same
+
+
+def test_a_layer_with_several_outputs_is_penalized_on_each():
+    penalty = regularizers.activity_penalty(regularizers.L2(1.0), (torch.ones(2, 3), [torch.full((2, 1), 2.0)]))
+    assert_close(penalty, torch.tensor(3.0 + 4.0))  # (6 * 1 + 2 * 4) / batch 2
+
+
+def test_a_model_refuses_an_activity_regularizer_of_its_own():
+    class Net(models.Model):
+        def __init__(self):
+            super().__init__(activity_regularizer="l2")  # Model.__call__ is not a layer's: it would be ignored
+    with pytest.raises(ValueError, match="give it to the layers"):
+        Net()
+
+
+def test_pop_drops_the_popped_layers_penalty_and_plan():
+    model = models.Sequential([layers.Dense(2, input_shape=(3,)), layers.Dense(1, kernel_regularizer={"l2": 100.0})])
+    model.compile("sgd", "mse")
+    x = np.ones((4, 3), dtype="float32")
+    model.fit(x, np.ones((4, 1), dtype="float32"), verbose=0)
+    model.pop()
+    model.add(layers.Dense(5))
+    assert model.predict(x, verbose=0).shape == (4, 5)
+    assert model.losses == []

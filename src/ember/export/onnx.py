@@ -11,6 +11,7 @@ import io
 import json
 import logging
 import os
+import threading
 import warnings
 from pathlib import Path
 
@@ -75,25 +76,28 @@ def _vocabulary_size(model) -> int | None:
     return None
 
 
+_EXPORTING = threading.Lock()  # stderr and logger levels are process-wide: one export at a time
+
+
 @contextlib.contextmanager
 def _quiet_exporter():
-    """torch.onnx's exporter logs missing torchvision ops, and torch.export logs the traced graph when a shape
-    depends on data; the one-line ExportError says what failed."""
+    """torch.onnx's exporter logs missing torchvision ops, and torch.export prints the traced graph to stderr
+    when it fails; the one-line ExportError says what failed."""
     loggers = [logging.getLogger(name) for name in ("torch.onnx._internal.exporter._registration",
                                                     "torch.fx.experimental.symbolic_shapes")]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.setLevel(logging.CRITICAL)
-    try:
-        # torch.export also prints the whole traced graph to stderr when it fails
-        with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
-            # torch.export and the ONNX translator warn about their own internals (pytree, nn.LSTM's
-            # flat weights, non-leaf .grad): nothing the user can act on
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for logger, level in zip(loggers, levels):
-            logger.setLevel(level)
+    with _EXPORTING:
+        levels = [logger.level for logger in loggers]
+        for logger in loggers:
+            logger.setLevel(logging.CRITICAL)
+        try:
+            with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+                # torch.export and the ONNX translator warn about their own internals (pytree, nn.LSTM's
+                # flat weights, non-leaf .grad): nothing the user can act on
+                warnings.simplefilter("ignore")
+                yield
+        finally:
+            for logger, level in zip(loggers, levels):
+                logger.setLevel(level)
 
 
 def _exception_summary(error: Exception) -> str:

@@ -130,6 +130,16 @@ class SVDPlusPlus(Layer):
         self.implicit_interactions = int(implicit_interactions)
         self.user_attributes, self.user_attributes_per_row = int(user_attributes), int(user_attributes_per_row)
         self.item_attributes, self.item_attributes_per_row = int(item_attributes), int(item_attributes_per_row)
+        sizes = {"num_users": self.num_users, "num_items": self.num_items, "factors": self.factors}
+        counts = {"implicit_interactions": self.implicit_interactions, "user_attributes": self.user_attributes,
+                  "user_attributes_per_row": self.user_attributes_per_row, "item_attributes": self.item_attributes,
+                  "item_attributes_per_row": self.item_attributes_per_row}
+        bad = [f"{k}={v}" for k, v in sizes.items() if v < 1] + [f"{k}={v}" for k, v in counts.items() if v < 0]
+        bad += [f"{who}_attributes={counts[who + '_attributes']} with {who}_attributes_per_row=0"
+                for who in ("user", "item") if counts[f"{who}_attributes"] and not counts[f"{who}_attributes_per_row"]]
+        if bad:
+            raise ValueError(f"SVDPlusPlus: sizes must be positive and counts non-negative, and attributes need a "
+                             f"row width; got {', '.join(bad)}")
         self.embeddings_initializer = embeddings_initializer
         self.factors_regularizer = regularizers.serialize(regularizers.get(factors_regularizer))
         self.bias_regularizer = regularizers.serialize(regularizers.get(bias_regularizer))
@@ -168,6 +178,8 @@ class SVDPlusPlus(Layer):
         (num_users, per_row) and `item_attributes` (num_items, per_row) attribute ids (0 = none)."""
         def check(name, value, shape, limit):
             value = torch.as_tensor(value, dtype=torch.long)
+            if value.numel() == 0:
+                value = value.reshape(0, *shape[1:])
             if tuple(value.shape) != shape:
                 raise ValueError(f"{self.name}: {name} has shape {tuple(value.shape)}, the layer was made for {shape}")
             if value.numel() and (value.min() < 0 or value.max() >= limit):
@@ -177,7 +189,7 @@ class SVDPlusPlus(Layer):
             pairs = check("interactions", interactions, (self.implicit_interactions, 2),
                           max(self.num_users, self.num_items))
             users, items = pairs[:, 0], pairs[:, 1]
-            if users.max() >= self.num_users or items.max() >= self.num_items:
+            if len(pairs) and (users.max() >= self.num_users or items.max() >= self.num_items):
                 raise ValueError(f"{self.name}: interactions hold user or item ids beyond the tables")
             order = torch.argsort(users * self.num_items + items)
             self.interaction_items.copy_(items[order])
@@ -198,9 +210,10 @@ class SVDPlusPlus(Layer):
         starts = self.interaction_offsets[users]
         counts = self.interaction_offsets[users + 1] - starts
         bag_offsets = torch.cumsum(counts, 0) - counts
-        positions = (torch.arange(int(counts.sum()), device=users.device)
-                     + (starts - bag_offsets).repeat_interleave(counts))
-        weights = counts.clamp(min=1).float().rsqrt().repeat_interleave(counts)
+        total = int(counts.sum())  # one device sync per batch: the bags' total length
+        positions = (torch.arange(total, device=users.device)
+                     + (starts - bag_offsets).repeat_interleave(counts, output_size=total))
+        weights = counts.clamp(min=1).float().rsqrt().repeat_interleave(counts, output_size=total)
         return nn.functional.embedding_bag(self.interaction_items[positions], self.implicit_factors,
                                            bag_offsets, mode="sum", per_sample_weights=weights)
 

@@ -5,9 +5,12 @@ adds `penalties(model)` to the training loss, as Keras adds `model.losses`.
 
 Any layer also takes Keras's `activity_regularizer`: a penalty on its output, divided by the batch size (as
 tf.keras does, so that its strength does not depend on the batch). It is collected only while the model
-computes a training or evaluation loss (`Penalties.open` ... `Penalties.total`).
+computes a training or evaluation loss (`collecting`).
 """
+import contextlib
+
 import torch
+import torch.utils._pytree
 from torch import nn
 
 
@@ -79,9 +82,12 @@ def total_penalty(found: list[tuple[torch.Tensor, L1L2]]) -> torch.Tensor:
     return sum(regularizer(weight) for weight, regularizer in found)
 
 
-def activity_penalty(regularizer: L1L2, output: torch.Tensor) -> torch.Tensor:
-    """Keras's activity penalty of one call: `regularizer(output) / batch size`."""
-    return regularizer(output) / max(output.shape[0], 1) if output.dim() else regularizer(output)
+def activity_penalty(regularizer: L1L2, output) -> torch.Tensor:
+    """Keras's activity penalty of one call: `regularizer(output) / batch size`, summed over the tensors of a
+    layer that returns several (an RNN's states, attention scores); in float32 under mixed precision."""
+    tensors = [output] if isinstance(output, torch.Tensor) else [
+        t for t in torch.utils._pytree.tree_leaves(output) if isinstance(t, torch.Tensor)]
+    return sum(regularizer(t.float()) / (max(t.shape[0], 1) if t.dim() else 1) for t in tensors)
 
 
 class Penalties:
@@ -94,16 +100,24 @@ class Penalties:
     def __bool__(self):
         return bool(self.weights or self.activity_layers)
 
-    def open(self) -> None:
-        """Start collecting the activity penalties of the forward pass about to run."""
-        for layer in self.activity_layers:
-            layer.activity_losses = []
-
     def total(self, loss: torch.Tensor) -> torch.Tensor:
-        """`loss` plus every penalty; closes the collection `open` started."""
+        """`loss` plus the weight penalties and the activity penalties collected so far (see `collecting`)."""
         if self.weights:
             loss = loss + total_penalty(self.weights)
         for layer in self.activity_layers:
             loss = loss + sum(layer.activity_losses or ())
-            layer.activity_losses = None
         return loss
+
+
+@contextlib.contextmanager
+def collecting(found: "Penalties | None"):
+    """Within the block, layers with an activity regularizer record its penalty on each call; afterwards (an
+    exception included) they stop, so that no graph is kept alive outside a loss computation."""
+    layers = found.activity_layers if found else []
+    for layer in layers:
+        layer.activity_losses = []
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer.activity_losses = None

@@ -52,6 +52,8 @@ class Model(Layer):
     input_dtype = torch.float32
 
     def __init__(self, *, name=None, **kwargs):
+        if kwargs.get("activity_regularizer") is not None:
+            raise ValueError("a model takes no activity_regularizer: give it to the layers whose outputs it penalizes")
         super().__init__(name=name, **kwargs)
         self.optimizer = None
         self.loss_fn = None
@@ -152,6 +154,9 @@ class Model(Layer):
         wanted = losses_lib.LOGIT_ACTIVATIONS.get(type(self.loss_fn))
         if wanted is None or self.loss_fn.from_logits or self.output_activation() != wanted:
             return None
+        last = list(getattr(self, "layers", []))[-1:]
+        if any(getattr(layer, "activity_regularizer", None) is not None for layer in last):
+            return None  # forward_logits stops before the output the penalty is on
         return dataclasses.replace(self.loss_fn, from_logits=True)
 
     def output_activation(self) -> str | None:
@@ -196,8 +201,10 @@ class Model(Layer):
     def compute_loss_and_predictions(self, xs, y, weight):
         if self._penalties is None and not self._needs_build():  # found once built; reset by compile and add
             self._penalties = regularizers.Penalties(self)
-        if self._penalties:
-            self._penalties.open()
+        with regularizers.collecting(self._penalties):
+            return self._penalized_loss_and_predictions(xs, y, weight)
+
+    def _penalized_loss_and_predictions(self, xs, y, weight):
         if self._logit_loss is not None:
             with self._autocast():
                 logits = self._forward_for_loss(xs, logits=True)

@@ -32,7 +32,8 @@ _NON_DECREASING = {"relu", "relu6", "leaky_relu", "elu", "selu", "sigmoid", "tan
 
 def _pools_first(layer, following) -> bool:
     return (isinstance(following, _MAX_POOLS) and hasattr(layer, "pre_activation")
-            and getattr(layer, "activation_id", None) in _NON_DECREASING)
+            and getattr(layer, "activation_id", None) in _NON_DECREASING
+            and layer.activity_regularizer is None and following.activity_regularizer is None)
 
 
 def _resamples_with(layer, following) -> bool:
@@ -171,6 +172,8 @@ class Sequential(Model):
     def pop(self) -> nn.Module:
         layer = self.layers[-1]
         del self.layers[-1]
+        self._penalties = self._mixers = None  # the removed layer's regularizers and mixing go with it
+        self._steps_for = self._masks_for = -1  # plans made for the old stack
         return layer
 
     def build(self, input_shape):

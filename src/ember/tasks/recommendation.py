@@ -121,8 +121,9 @@ def side_information(data: Interactions) -> dict:
     "none"."""
     users, items = datasets.movielens.load_users(), datasets.movielens.load_items()
     occupations = sorted(set(users["occupation"][1:]))
-    user_ids = np.stack([1 + np.minimum(users["age"] // 10, 6), 8 + (users["gender"] == "M"),
-                         10 + np.searchsorted(occupations, users["occupation"])], axis=1)
+    decades, genders = 7, 2  # ages 0-9, 10-19, ..., 60 and over; F, M
+    user_ids = np.stack([1 + np.minimum(users["age"] // 10, decades - 1), 1 + decades + (users["gender"] == "M"),
+                         1 + decades + genders + np.searchsorted(occupations, users["occupation"])], axis=1)
     user_ids[0] = 0  # row 0 is no user
     genres = sorted({genre for names in items["genres"] for genre in names})
     year_bin = np.where(items["year"] > 0, 1 + len(genres) + (np.clip(items["year"], *YEARS) - YEARS[0]) // 5, 0)
@@ -132,7 +133,8 @@ def side_information(data: Interactions) -> dict:
         item_ids[item, :len(names)] = [1 + genres.index(name) for name in names]
         item_ids[item, len(names)] = year_bin[item]
     return {"interactions": data.x_train, "user_attributes": user_ids.astype(np.int64), "item_attributes": item_ids,
-            "user_attribute_count": 10 + len(occupations), "item_attribute_count": 1 + len(genres) + YEAR_BINS}
+            "user_attribute_count": 1 + decades + genders + len(occupations),
+            "item_attribute_count": 1 + len(genres) + YEAR_BINS}
 
 
 def build_model(data: Interactions, *, name=None, args=None, layers=None):
