@@ -1,8 +1,11 @@
+import contextlib
 import http.server
+import io
 import os
 import threading
 from functools import partial
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -35,6 +38,17 @@ def ember_data() -> Path:
     if not value or not Path(value).is_dir():
         pytest.skip("needs the real datasets: set EMBER_DATA (CI uses ../shared/data)")
     return Path(value)
+
+
+def run_cli(*args, cwd=None):
+    """`ember ARGS` in this process, output captured: what a subprocess shows (exit code, stdout, stderr)
+    without a fresh interpreter importing torch each time (2-3 s a call)."""
+    from ember import cli
+    out, err = io.StringIO(), io.StringIO()
+    folder = contextlib.chdir(cwd) if cwd is not None else contextlib.nullcontext()
+    with folder, contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = cli.main([str(a) for a in args])
+    return SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
 
 
 def assert_close(actual, expected, atol=1e-5, rtol=1e-5):

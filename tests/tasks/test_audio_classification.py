@@ -1,23 +1,19 @@
 """The audio_classification task on FSDD: a short run, `ember transcribe`, and its errors."""
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from ember.tasks import runner
 from ember.tasks.config import ConfigError, load_config
+from tests.conftest import run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "configs" / "fsdd_cnn.yaml"
 
 
 def ember(*args):
-    env = {**os.environ, "EMBER_OFFLINE": "1"}
-    return subprocess.run([sys.executable, "-m", "ember.cli", *args], capture_output=True, text=True, env=env,
-                          timeout=600)
+    return run_cli(*args)
 
 
 @pytest.mark.data

@@ -1,9 +1,6 @@
 """The image_classification task end to end through the CLI: folders of PNGs, .npz arrays, bad input."""
 import json
-import os
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -13,14 +10,13 @@ from ember import models
 from ember.tasks import config as config_lib
 from ember.tasks import image_classification as ic
 from ember.tasks import runner
+from tests.conftest import run_cli
 
 CLASSES = ("bars", "columns", "dots")
 
 
 def ember(*args, cwd=None):
-    env = {**os.environ, "EMBER_OFFLINE": "1"}
-    return subprocess.run([sys.executable, "-m", "ember.cli", *args], capture_output=True, text=True, cwd=cwd,
-                          env=env, timeout=300)
+    return run_cli(*args, cwd=cwd)
 
 
 def pattern(kind: str, rng, size=16) -> np.ndarray:

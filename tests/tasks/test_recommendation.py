@@ -2,8 +2,6 @@
 import dataclasses
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,15 +10,14 @@ import pytest
 from ember.data.interactions import NegativeSampling, ranking_candidates
 from ember.tasks import recommendation, runner
 from ember.tasks.config import ConfigError, load_config
+from tests.conftest import run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 MF, NCF = ROOT / "configs" / "ml100k_mf.yaml", ROOT / "configs" / "ml100k_ncf.yaml"
 
 
 def ember(*args):
-    env = {**os.environ, "EMBER_OFFLINE": "1"}
-    return subprocess.run([sys.executable, "-m", "ember.cli", *args], capture_output=True, text=True, env=env,
-                          timeout=600)
+    return run_cli(*args)
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ from ember import layers, models
 from ember.errors import ModelFileError
 from ember.tasks import runner, text_classification
 from ember.tasks.config import ConfigError
+from tests.conftest import run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 GOOD = ["great", "wonderful", "charming", "moving", "superb"]
@@ -21,7 +22,9 @@ FILLER = ["the", "film", "is", "a", "story", "with", "actors", "and", "plot"]
 
 
 def ember(*args, env=None):
-    env = {**os.environ, "EMBER_OFFLINE": "1", **(env or {})}
+    if env is None:
+        return run_cli(*args)
+    env = {**os.environ, "EMBER_OFFLINE": "1", **env}
     return subprocess.run([sys.executable, "-m", "ember.cli", *args], capture_output=True, text=True, env=env,
                           timeout=600)
 
