@@ -1,8 +1,5 @@
 """Compression: structured pruning, int8 through ONNX Runtime, and `ember compress` on the shipped digits."""
-import contextlib
-import io
 import json
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -14,6 +11,7 @@ from ember.compress.prune import prune, sparsify
 from ember.compress import report as compress_report
 from ember.compress.report import flops
 from ember.export.onnx import session
+from tests.conftest import run_cli
 
 pytest.importorskip("onnxruntime")
 
@@ -139,11 +137,7 @@ def test_distillation_trains_the_student_from_a_frozen_teacher():
 
 
 def ember(*args):
-    from ember import cli
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = cli.main([str(a) for a in args])
-    return SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
+    return run_cli(*args)
 
 
 @pytest.fixture(scope="module")

@@ -55,14 +55,17 @@ def test_a_recommender_saves_and_loads_with_its_regularizers(tmp_path):
     assert_close(sum(loaded.losses), sum(model.losses))  # the same regularizers, not just as many
 
 
+# 9 users, 11 items: six rated pairs, 2 attributes per user (ids < 5), 3 per item (ids < 4)
+SIDE = {"interactions": [[1, 2], [1, 5], [1, 7], [3, 2], [8, 10], [8, 1]],
+        "user_attributes": np.arange(18).reshape(9, 2) % 5, "item_attributes": np.arange(33).reshape(11, 3) % 4}
+
+
 def svdpp_layer():
     layer = layers.SVDPlusPlus(9, 11, factors=4, global_mean=3.5, implicit_interactions=6, user_attributes=5,
                                user_attributes_per_row=2, item_attributes=4, item_attributes_per_row=3,
                                factors_regularizer={"l2": 0.1}, bias_regularizer={"l2": 0.01},
                                side_regularizer={"l2": 1e-3})
-    layer.set_side_information(interactions=[[1, 2], [1, 5], [1, 7], [3, 2], [8, 10], [8, 1]],
-                               user_attributes=np.arange(18).reshape(9, 2) % 5,
-                               item_attributes=np.arange(33).reshape(11, 3) % 4)
+    layer.set_side_information(**SIDE)
     return layer
 
 
@@ -70,7 +73,7 @@ def test_svdpp_adds_implicit_feedback_and_mean_attribute_vectors_to_biased_mf():
     layer = svdpp_layer()
     x = ids()
     check_layer(layer, (16, 2), dtype=torch.long)
-    layer.set_side_information(interactions=[[1, 2], [1, 5], [1, 7], [3, 2], [8, 10], [8, 1]])  # again: built
+    layer.set_side_information(interactions=SIDE["interactions"])  # again, once built
     with torch.no_grad():
         for weight in (layer.user_bias.embeddings, layer.implicit_factors, layer.user_attribute_factors,
                        layer.item_attribute_factors, layer.user_attribute_bias, layer.item_attribute_bias):
@@ -102,7 +105,7 @@ def test_svdpp_exports_to_onnx_and_matches_onnx_runtime(tmp_path):
     from ember.export.onnx import export_onnx
     model = models.Sequential([svdpp_layer()])
     model.build((None, 2))
-    model.layers[0].set_side_information(interactions=[[1, 2], [1, 5], [1, 7], [3, 2], [8, 10], [8, 1]])
+    model.layers[0].set_side_information(interactions=SIDE["interactions"])
     model.compile("adam", "mse")
     x = ids().numpy()
     model.fit(x, np.full(len(x), 4.0, dtype="float32"), epochs=3, verbose=0)
@@ -128,9 +131,7 @@ def test_svdpp_saves_its_side_information_and_penalizes_per_rating(tmp_path):
                                 implicit_interactions=6, user_attributes=5, user_attributes_per_row=2,
                                 item_attributes=4, item_attributes_per_row=3)
     model.build((None, 2))
-    model.layers[0].set_side_information(interactions=[[1, 2], [1, 5], [1, 7], [3, 2], [8, 10], [8, 1]],
-                                         user_attributes=np.arange(18).reshape(9, 2) % 5,
-                                         item_attributes=np.arange(33).reshape(11, 3) % 4)
+    model.layers[0].set_side_information(**SIDE)
     model.compile("adam", "mse")
     x = ids().numpy()
     model.fit(x, np.full(len(x), 4.0, dtype="float32"), epochs=2, verbose=0)

@@ -1,18 +1,16 @@
 """image_generation end to end on the 8x8 digits that ship with scikit-learn: train a conditional VAE, draw
 images with `ember generate`, add them to a classifier's training set; augmentation in configs."""
-import contextlib
-import io
 import json
 import os
 import subprocess
 import sys
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from ember import models
+from tests.conftest import run_cli
 
 pytest.importorskip("sklearn")
 
@@ -26,11 +24,7 @@ def ember_process(*args):
 
 def ember(*args):
     """`ember ...` in this process (no interpreter start-up: these tests stay fast), output captured."""
-    from ember import cli
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = cli.main([str(a) for a in args])
-    return SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
+    return run_cli(*args)
 
 
 def write(path, text):

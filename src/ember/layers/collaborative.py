@@ -240,14 +240,12 @@ class SVDPlusPlus(Layer):
         score = self.offset + self.user_bias(users) + self.item_bias(items)
         if self.implicit_interactions:
             user = user + self._implicit(users)
-        for who, rows in (("user", users), ("item", items)):
-            if getattr(self, f"{who}_attributes"):
-                factors, bias = self._attributes(who, rows)
-                score = score + bias
-                if who == "user":
-                    user = user + factors
-                else:
-                    item = item + factors
+        if self.user_attributes:
+            factors, bias = self._attributes("user", users)
+            user, score = user + factors, score + bias
+        if self.item_attributes:
+            factors, bias = self._attributes("item", items)
+            item, score = item + factors, score + bias
         return score + (user * item).sum(dim=-1, keepdim=True)
 
     def get_config(self):

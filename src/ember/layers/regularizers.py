@@ -85,8 +85,7 @@ def total_penalty(found: list[tuple[torch.Tensor, L1L2]]) -> torch.Tensor:
 def activity_penalty(regularizer: L1L2, output) -> torch.Tensor:
     """Keras's activity penalty of one call: `regularizer(output) / batch size`, summed over the tensors of a
     layer that returns several (an RNN's states, attention scores); in float32 under mixed precision."""
-    tensors = [output] if isinstance(output, torch.Tensor) else [
-        t for t in torch.utils._pytree.tree_leaves(output) if isinstance(t, torch.Tensor)]
+    tensors = [t for t in torch.utils._pytree.tree_leaves(output) if isinstance(t, torch.Tensor)]
     return sum(regularizer(t.float()) / (max(t.shape[0], 1) if t.dim() else 1) for t in tensors)
 
 
