@@ -229,13 +229,8 @@ def _layer_by_layer(model, x):
     return x
 
 
-@pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid"])
-def test_pooling_before_the_activation_changes_nothing(activation):
-    model = models.Sequential([layers.Input(shape=(12, 12, 2)), layers.Conv2D(4, 3, activation=activation),
-                               layers.MaxPooling2D(2), layers.Flatten(), layers.Dense(3, activation="softmax")])
-    assert [len(step) for step in model.steps()] == [2, 1, 1]  # conv+pool run as one step
-    x = torch.randn(5, 12, 12, 2) - 0.5  # plenty of negative pre-activations and ties at zero
-    weights = torch.randn(5, 3)
+def assert_same_as_layer_by_layer(model, x, weights):
+    """The model's planned forward gives the outputs and gradients of calling its layers one by one."""
     results = []
     for forward in (model, lambda t: _layer_by_layer(model, t)):
         model.zero_grad()
@@ -245,3 +240,36 @@ def test_pooling_before_the_activation_changes_nothing(activation):
         results.append([out.detach(), inputs.grad] + [p.grad.clone() for p in model.parameters()])
     for planned, naive in zip(*results):
         assert_close(planned, naive, atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid"])
+def test_pooling_before_the_activation_changes_nothing(activation):
+    model = models.Sequential([layers.Input(shape=(12, 12, 2)), layers.Conv2D(4, 3, activation=activation),
+                               layers.MaxPooling2D(2), layers.Flatten(), layers.Dense(3, activation="softmax")])
+    assert [len(step) for step in model.steps()] == [2, 1, 1]  # conv+pool run as one step
+    x = torch.randn(5, 12, 12, 2) - 0.5  # plenty of negative pre-activations and ties at zero
+    weights = torch.randn(5, 3)
+    assert_same_as_layer_by_layer(model, x, weights)
+
+
+def test_convolutions_and_poolings_run_channels_first_in_one_step():
+    model = models.Sequential([layers.Input(shape=(13, 11, 3)), layers.Conv2D(4, 3, activation="relu"),
+                               layers.MaxPooling2D(2), layers.Conv2D(5, 3, strides=2, padding="same"),
+                               layers.AveragePooling2D(2, padding="same"), layers.Conv2D(6, 1, activation="tanh"),
+                               layers.Flatten(), layers.Dense(3, activation="softmax")])
+    run, *rest = model.steps()
+    assert len(run) == 5 and [len(step) for step in rest] == [1, 1]  # one step: 5 layers, 2 moves of the channels
+    x = torch.randn(4, 13, 11, 3)
+    weights = torch.randn(4, 3)
+    assert_same_as_layer_by_layer(model, x, weights)
+
+
+def test_a_hooked_layer_is_called_as_a_module():
+    model = classic_cnn()
+    seen = []
+    handle = model.layers[2].register_forward_hook(lambda module, args, out: seen.append(tuple(out.shape)))
+    model(torch.randn(2, 28, 28, 1))
+    assert seen == [(2, 11, 11, 64)]  # the hook saw the layer's own (channels-last) output
+    handle.remove()
+    model(torch.randn(2, 28, 28, 1))
+    assert len(seen) == 1

@@ -43,9 +43,13 @@ class _Conv(_WithActivation):
             return spatial.pad_same(x, self.kernel_size, self.strides, self.dilation_rate)
         return x
 
+    def convolve(self, x):
+        """The convolution, without activation, of a channels-first input (channels-first out)."""
+        return self.conv(self._pad(x))
+
     def pre_activation(self, x):
         x = spatial.channels_first(self.autocast(x), self.data_format)
-        return spatial.channels_last(self.conv(self._pad(x)), self.data_format)
+        return spatial.channels_last(self.convolve(x), self.data_format)
 
     def forward(self, x):
         return self.activation(self.pre_activation(x))

@@ -6,14 +6,16 @@ import threading
 
 import torch
 from torch import nn
+from torch.nn.modules import module as torch_module
 
 from ember.layers.augmentation import AffineLayer, compose_affine
 from ember.layers.base import Layer
+from ember.layers.conv import Conv2D
 from ember.layers.core import Activation, Dense, Dropout, InputLayer
 from ember.layers.embedding import Embedding
 from ember.layers.normalization import LayerNormalization, UnitNormalization
-from ember.layers.pooling import (GlobalAveragePooling1D, GlobalMaxPooling1D, GlobalMaxPooling2D, MaxPooling1D,
-                                  MaxPooling2D)
+from ember.layers.pooling import (AveragePooling2D, GlobalAveragePooling1D, GlobalMaxPooling1D, GlobalMaxPooling2D,
+                                  MaxPooling1D, MaxPooling2D)
 from ember.layers.recurrent import Bidirectional, _RNN
 from ember.layers.text import TokenAugmentation
 from ember.layers.transformer import (BertEmbedding, FirstTokenPooling, PositionalEmbedding, TransformerDecoder,
@@ -43,9 +45,10 @@ def _resamples_with(layer, following) -> bool:
             == (following.fill_mode, following.interpolation, following.fill_value))
 
 
-def plan_steps(layers) -> list[tuple]:
+def plan_steps(layers) -> list:
     """The forward pass as steps: (layer,); (layer, max_pool) to run as activation(pool(pre_activation));
-    or a run of geometric augmentation layers, resampled once."""
+    a run of geometric augmentation layers, resampled once; consecutive 2-D convolution and pooling steps
+    (but the last) as one ChannelsFirstRun."""
     steps, i = [], 0
     while i < len(layers):
         if isinstance(layers[i], AffineLayer):
@@ -60,7 +63,69 @@ def plan_steps(layers) -> list[tuple]:
         else:
             steps.append((layers[i],))
             i += 1
-    return steps
+    return _join_channels_first(steps[:-1]) + steps[-1:]  # the last stays alone: forward_logits stops before
+                                                           # its activation
+
+
+_SPATIAL_2D = (Conv2D, MaxPooling2D, AveragePooling2D)
+
+
+def _join_channels_first(steps) -> list:
+    joined, run = [], []
+    for step in [*steps, None]:
+        if step is not None and all(isinstance(layer, _SPATIAL_2D) and layer.data_format == "channels_last"
+                                    and layer.activity_regularizer is None for layer in step):
+            run.append(step)
+            continue
+        if run:
+            joined.append(ChannelsFirstRun(run))
+            run = []
+        if step is not None:
+            joined.append(step)
+    return joined
+
+
+def _hookless(module) -> bool:
+    return not (module._forward_hooks or module._forward_pre_hooks or module._backward_hooks
+                or module._backward_pre_hooks)
+
+
+class ChannelsFirstRun:
+    """Consecutive steps of 2-D convolution and pooling layers on channels-last data, run as one step: the
+    batch moves its channel axis once on the way in and once on the way out, and each layer's channels-first
+    operation is called without the module-call machinery around it (about 0.1 ms of a 7 ms training step of
+    the classic MNIST CNN on CPU). Until every layer is built, or while any has hooks, the layers are called
+    one by one, the ordinary way."""
+
+    def __init__(self, steps):
+        self.steps = steps
+        self.layers = [layer for step in steps for layer in step]
+
+    def __len__(self):
+        return len(self.layers)
+
+    def __iter__(self):
+        return iter(self.layers)
+
+    def __call__(self, x):
+        if not self._direct():
+            for step in self.steps:
+                x = run_step(step, x)
+            return x
+        x = x.movedim(-1, 1)
+        x = (x if x.is_floating_point() else x.float()).contiguous(memory_format=torch.channels_last)
+        for step in self.steps:
+            if isinstance(step[0], Conv2D):
+                x = step[0].convolve(x)
+                x = step[0].activation(step[1].pool(x) if len(step) == 2 else x)
+            else:
+                x = step[0].pool(x)
+        return x.movedim(1, -1)
+
+    def _direct(self) -> bool:
+        return (all(layer.built and _hookless(layer) for layer in self.layers)
+                and not (torch_module._global_forward_hooks or torch_module._global_forward_pre_hooks
+                         or torch_module._global_backward_hooks or torch_module._global_backward_pre_hooks))
 
 
 @contextlib.contextmanager
@@ -75,6 +140,8 @@ def layers_in_order():
 
 
 def run_step(step, x):
+    if isinstance(step, ChannelsFirstRun):
+        return step(x)
     if len(step) == 1:
         return step[0](x)
     if isinstance(step[0], AffineLayer):
@@ -84,8 +151,8 @@ def run_step(step, x):
             x = layer(x)
         return x
     layer, pool = step
-    if not layer.built:  # the first call builds the layer the ordinary way
-        return pool(layer(x))
+    if not layer.built or not _hookless(layer):  # the first call builds the layer the ordinary way; hooks see
+        return pool(layer(x))                     # its output
     return layer.activation(pool(layer.pre_activation(x)))
 
 

@@ -1,0 +1,96 @@
+"""ember.train.fused: Adam and AdamW calling torch's fused kernel directly must step exactly as torch's own."""
+import copy
+
+import pytest
+import torch
+
+from ember.train import fused
+
+TORCH = {fused.Adam: torch.optim.Adam, fused.AdamW: torch.optim.AdamW}
+
+
+def twin_params(seed=0):
+    """Two identical parameter sets: a channels-last conv kernel, a matrix, a bias."""
+    torch.manual_seed(seed)
+    shapes = [(8, 3, 3, 3), (5, 4), (5,)]
+    base = [torch.randn(s) for s in shapes]
+    base[0] = base[0].contiguous(memory_format=torch.channels_last)
+    return ([torch.nn.Parameter(t.clone(memory_format=torch.preserve_format)) for t in base],
+            [torch.nn.Parameter(t.clone(memory_format=torch.preserve_format)) for t in base])
+
+
+def set_grads(params, step, skip=()):
+    gen = torch.Generator().manual_seed(100 + step)
+    for i, p in enumerate(params):
+        p.grad = None if i in skip else torch.randn(p.shape, generator=gen).contiguous(
+            memory_format=torch.preserve_format if p.dim() < 4 else torch.channels_last)
+
+
+def groups(params, split):
+    if not split:
+        return params
+    return [{"params": params[:2]}, {"params": params[2:], "lr": 0.05, "weight_decay": 0.0}]
+
+
+@pytest.mark.parametrize("cls", [fused.Adam, fused.AdamW])
+@pytest.mark.parametrize("split", [False, True])
+def test_steps_match_torchs_fused_optimizer(cls, split):
+    ours, theirs = twin_params()
+    kwargs = {"lr": 0.01, "betas": (0.8, 0.99), "eps": 1e-7, "weight_decay": 0.1}
+    mine, ref = cls(groups(ours, split), **kwargs), TORCH[cls](groups(theirs, split), fused=True, **kwargs)
+    for step in range(6):
+        for params, optimizer in ((ours, mine), (theirs, ref)):
+            set_grads(params, step, skip=(2,) if step == 3 else ())  # a step where the bias has no gradient
+            optimizer.step()
+            optimizer.zero_grad()
+        if step == 1:
+            mine.param_groups[0]["lr"] = ref.param_groups[0]["lr"] = 0.003  # a schedule changing the lr
+    for a, b in zip(ours, theirs):
+        assert torch.equal(a, b) and a.grad is None
+    assert mine._lists, "the direct path was not taken"
+    for a, b in zip(mine.state_dict()["state"].values(), ref.state_dict()["state"].values()):
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_state_dicts_move_between_ember_and_torch():
+    ours, theirs = twin_params()
+    mine, ref = fused.Adam(ours, lr=0.01), torch.optim.Adam(theirs, lr=0.01, fused=True)
+    for step in range(3):
+        for params, optimizer in ((ours, mine), (theirs, ref)):
+            set_grads(params, step)
+            optimizer.step()
+    mine_again = fused.Adam(ours, lr=0.01)
+    mine_again.load_state_dict(copy.deepcopy(ref.state_dict()))  # torch's checkpoint into ember's: same next step
+    for params, optimizer in ((ours, mine_again), (theirs, ref)):
+        set_grads(params, 3)
+        optimizer.step()
+    assert all(torch.equal(a, b) for a, b in zip(ours, theirs))
+
+
+def test_hooks_closures_and_amsgrad_take_torchs_step():
+    ours, theirs = twin_params()
+    mine, ref = fused.Adam(ours, lr=0.01), torch.optim.Adam(theirs, lr=0.01, fused=True)
+    calls = []
+    mine.register_step_pre_hook(lambda *a: calls.append("pre"))
+    mine.register_step_post_hook(lambda *a: calls.append("post"))
+    for params, optimizer in ((ours, mine), (theirs, ref)):
+        set_grads(params, 0)
+        assert optimizer.step(lambda: torch.tensor(1.5)) == 1.5
+    assert calls == ["pre", "post"]  # once each, as torch runs them
+    assert all(torch.equal(a, b) for a, b in zip(ours, theirs))
+
+    ours, theirs = twin_params()
+    mine, ref = fused.Adam(ours, lr=0.01, amsgrad=True), torch.optim.Adam(theirs, lr=0.01, amsgrad=True, fused=True)
+    for step in range(3):
+        for params, optimizer in ((ours, mine), (theirs, ref)):
+            set_grads(params, step)
+            optimizer.step()
+    assert mine._lists is False and all(torch.equal(a, b) for a, b in zip(ours, theirs))
+
+
+def test_models_compiled_with_adam_get_the_direct_optimizer():
+    from ember import layers, models
+    model = models.Sequential([layers.Dense(3, input_shape=(4,)), layers.Dense(2, activation="softmax")])
+    model.compile("adamw", "sparse_categorical_crossentropy")
+    model.fit(torch.randn(16, 4).numpy(), torch.randint(0, 2, (16,)).numpy(), epochs=1, verbose=0)
+    assert isinstance(model.optimizer, fused.AdamW) and model.optimizer._lists
