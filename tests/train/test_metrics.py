@@ -55,3 +55,26 @@ def test_root_mean_squared_error_is_the_root_of_the_whole_mean_not_a_mean_of_roo
     metric.update_state(y[:2], pred[:2])
     metric.update_state(y[2:], pred[2:])
     assert float(metric.result()) == pytest.approx((16 / 4) ** 0.5)
+
+
+def test_ranking_metrics_read_logits_and_others_read_probabilities():
+    import numpy as np
+    from ember import layers, models
+    torch.manual_seed(0)
+    x, y = torch.randn(64, 5).numpy(), torch.randint(0, 8, (64,)).numpy()
+    model = models.Sequential([layers.Dense(8, activation="softmax", input_shape=(5,))])
+    seen = []
+
+    def probabilities_seen(y_true, y_pred):
+        seen.append(float(y_pred.sum(dim=-1).mean()))
+        return y_pred.max(dim=-1).values
+
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy", "sparse_top_k_categorical_accuracy"])
+    assert model._output_fn is None  # no softmax computed for these two
+    _, accuracy, top_k = model.evaluate(x, y, verbose=0)
+    probs = model.predict(x, verbose=0)
+    assert accuracy == pytest.approx(np.mean(probs.argmax(-1) == y))
+    assert top_k == pytest.approx(np.mean((np.argsort(-probs, -1)[:, :5] == y[:, None]).any(-1)))
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy", probabilities_seen])
+    model.evaluate(x, y, verbose=0)
+    assert seen and all(s == pytest.approx(1.0) for s in seen)

@@ -144,6 +144,9 @@ class Model(Layer):
         self.optimizer = self._optimizer_spec if isinstance(self._optimizer_spec, torch.optim.Optimizer) else None
         self._logit_loss = self._loss_on_logits()
         self._output_fn = get_activation(self.output_activation()) if self._logit_loss is not None else None
+        if self.output_activation() in ("softmax", "sigmoid") and all(map(metrics_lib.ranks_only,
+                                                                          self.compiled_metrics)):
+            self._output_fn = None  # the metrics only rank the scores, which the activation keeps in order
         self._compile_metrics = list(metrics or [])
         self._penalties = self._mixers = None
         if not self._needs_build() and any(True for _ in self.parameters()):
@@ -209,7 +212,8 @@ class Model(Layer):
             with self._autocast():
                 logits = self._forward_for_loss(xs, logits=True)
             logits = logits.float()
-            loss, y_pred = self._batch_loss(self._logit_loss, y, logits, weight), self._output_fn(logits.detach())
+            y_pred = logits.detach() if self._output_fn is None else self._output_fn(logits.detach())
+            loss = self._batch_loss(self._logit_loss, y, logits, weight)
         else:
             with self._autocast():
                 y_pred = self._forward_for_loss(xs, logits=False)

@@ -53,8 +53,12 @@ class Mean(Metric):
 
     @torch.no_grad()
     def add(self, value: torch.Tensor, weight: int) -> None:
-        """Fast path for one scalar per batch (the loss, weighted by batch size)."""
-        self._accumulate(value * weight, weight)
+        """Fast path for one scalar per batch (the loss, weighted by batch size): one op per step."""
+        if self.total is None:
+            self.total, self.count = value * weight, weight
+        else:
+            self.total.add_(value, alpha=weight)
+            self.count += weight
 
 
 class MeanMetricWrapper(Metric):
@@ -111,6 +115,16 @@ def mean_squared_error(y_true, y_pred):
 
 def mean_absolute_error(y_true, y_pred):
     return losses_lib.MeanAbsoluteError().call(y_true, y_pred)
+
+
+_RANKING = (sparse_categorical_accuracy, categorical_accuracy, sparse_top_k_categorical_accuracy,
+            top_k_categorical_accuracy)
+
+
+def ranks_only(metric: Metric) -> bool:
+    """True if `metric` depends only on the order of the class scores, so that logits and the probabilities
+    that a softmax or sigmoid makes of them give the same value."""
+    return isinstance(metric, MeanMetricWrapper) and metric.fn in _RANKING
 
 
 METRICS = {
