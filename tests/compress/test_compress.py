@@ -136,6 +136,22 @@ def test_distillation_trains_the_student_from_a_frozen_teacher():
         distill(teacher, student, x, y, alpha=2)
 
 
+def test_distillation_keeps_the_students_regularization():
+    from ember.compress.distill import Distiller
+    x, y = bands()
+    student = models.Sequential([layers.Input((12, 12, 1)), layers.Flatten(),
+                                 layers.Dense(3, activation="softmax", kernel_regularizer="l2",
+                                              activity_regularizer="l1")])
+    distiller = Distiller(small_cnn(), student)
+    distiller.compile("adam")
+    xs, labels = (torch.from_numpy(x[:8]),), torch.from_numpy(y[:8])
+    plain, _ = distiller.loss_and_predictions(xs, labels, None)
+    total, _ = distiller.compute_loss_and_predictions(xs, labels, None)
+    activity = 0.01 * student(xs[0]).abs().sum() / 8  # Keras: l1 of the output over the batch size
+    expected = plain + sum(student.losses) + activity
+    assert total.item() == pytest.approx(expected.item(), rel=1e-5) and total > plain
+
+
 def ember(*args):
     return run_cli(*args)
 

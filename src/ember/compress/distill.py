@@ -13,7 +13,7 @@ from ember.models import Model
 
 
 def _logits(model, x):
-    if hasattr(model, "forward_logits") and model.output_activation() == "softmax":
+    if isinstance(model, Model) and model.has_logits_before("softmax"):
         return model.forward_logits(x)
     return torch.log(model(x).clamp_min(1e-7))  # probabilities in: their logs are logits up to a constant
 
@@ -37,7 +37,7 @@ class Distiller(Model):
     def _check_compiled(self):
         pass
 
-    def compute_loss_and_predictions(self, xs, y, weight):
+    def loss_and_predictions(self, xs, y, weight):
         x = xs[0]
         with torch.no_grad():
             teacher = _logits(self.teacher, x).float() / self.temperature

@@ -103,7 +103,7 @@ class ConditionalVAE(Model):
     def _check_compiled(self):
         pass
 
-    def compute_loss_and_predictions(self, xs, y, weight):
+    def loss_and_predictions(self, xs, y, weight):
         images = xs[0].float()
         with self._autocast():
             mean, log_var = self.encode(images, y)

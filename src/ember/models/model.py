@@ -155,12 +155,17 @@ class Model(Layer):
     def _loss_on_logits(self):
         """The loss to apply to logits when the model ends in the activation that the loss undoes."""
         wanted = losses_lib.LOGIT_ACTIVATIONS.get(type(self.loss_fn))
-        if wanted is None or self.loss_fn.from_logits or self.output_activation() != wanted:
+        if wanted is None or self.loss_fn.from_logits or not self.has_logits_before(wanted):
             return None
-        last = list(getattr(self, "layers", []))[-1:]
-        if any(getattr(layer, "activity_regularizer", None) is not None for layer in last):
-            return None  # forward_logits stops before the output the penalty is on
         return dataclasses.replace(self.loss_fn, from_logits=True)
+
+    def has_logits_before(self, activation: str) -> bool:
+        """True if the model ends in `activation` and `forward_logits` may stand for the forward pass up to it:
+        no activity penalty is on the output that forward_logits stops before."""
+        if self.output_activation() != activation:
+            return False
+        last = list(getattr(self, "layers", []))[-1:]
+        return not any(getattr(layer, "activity_regularizer", None) is not None for layer in last)
 
     def output_activation(self) -> str | None:
         """Name of the final activation if `forward_logits` can stop before it (Sequential knows)."""
@@ -202,28 +207,29 @@ class Model(Layer):
         return self.forward_logits(*xs) if logits else self(*xs)
 
     def compute_loss_and_predictions(self, xs, y, weight):
+        """The batch's loss with the regularization penalties, and predictions for the metrics."""
         if self._penalties is None and not self._needs_build():  # found once built; reset by compile and add
             self._penalties = regularizers.Penalties(self)
         with regularizers.collecting(self._penalties):
-            return self._penalized_loss_and_predictions(xs, y, weight)
+            loss, y_pred = self.loss_and_predictions(xs, y, weight)
+            if self._penalties is None:  # this forward built the model
+                self._penalties = regularizers.Penalties(self)
+            return (self._penalties.total(loss) if self._penalties else loss), y_pred
 
-    def _penalized_loss_and_predictions(self, xs, y, weight):
+    def loss_and_predictions(self, xs, y, weight):
+        """The batch's loss before the regularization penalties, and predictions for the metrics (the logits
+        when every metric only ranks them). Models with their own objective (distillation, a VAE's ELBO)
+        override this; the penalties are added either way."""
         if self._logit_loss is not None:
             with self._autocast():
                 logits = self._forward_for_loss(xs, logits=True)
             logits = logits.float()
             y_pred = logits.detach() if self._output_fn is None else self._output_fn(logits.detach())
-            loss = self._batch_loss(self._logit_loss, y, logits, weight)
-        else:
-            with self._autocast():
-                y_pred = self._forward_for_loss(xs, logits=False)
-            y_pred = y_pred.float()
-            loss, y_pred = self._batch_loss(self.loss_fn, y, y_pred, weight), y_pred.detach()
-        if self._penalties is None:  # this forward built the model
-            self._penalties = regularizers.Penalties(self)
-        if self._penalties:
-            loss = self._penalties.total(loss)
-        return loss, y_pred
+            return self._batch_loss(self._logit_loss, y, logits, weight), y_pred
+        with self._autocast():
+            y_pred = self._forward_for_loss(xs, logits=False)
+        y_pred = y_pred.float()
+        return self._batch_loss(self.loss_fn, y, y_pred, weight), y_pred.detach()
 
     def _batch_loss(self, loss_fn, y, y_pred, weight):
         """The loss of the batch just run forward; when a MixUp or CutMix layer mixed its inputs, the loss of
