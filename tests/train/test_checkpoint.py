@@ -79,6 +79,17 @@ def test_schedules_and_plateau_state_survive_a_resume(tmp_path):
     assert all(torch.equal(straight[k], resumed[k]) for k in straight)
 
 
+def test_early_stoppings_best_weights_survive_a_resume(tmp_path):
+    def made():  # "max" on a falling loss: epoch 0 stays the best, epoch 1 stops and restores its weights
+        return [callbacks.EarlyStopping(monitor="loss", mode="max", patience=1, restore_best_weights=True)]
+
+    straight = weights(train(tmp_path / "a", extra=made()))
+    with pytest.raises(Crash):
+        train(tmp_path / "b", crash=(1, 8), extra=made())  # checkpointed at (1, 5), after epoch 0 kept its weights
+    resumed = weights(train(tmp_path / "b", seed=5, extra=made()))
+    assert all(torch.equal(straight[k], resumed[k]) for k in straight)
+
+
 def test_a_model_file_is_not_a_checkpoint(tmp_path):
     model = fresh_model(0)
     model.save(tmp_path / "m.ember")

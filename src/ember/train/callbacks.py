@@ -40,6 +40,13 @@ class Callback:
             if key in state:
                 setattr(self, key, state[key])
 
+    def get_tensors(self) -> dict:
+        """Tensors that BackupAndRestore checkpoints beside `get_state()` (EarlyStopping's best weights)."""
+        return {}
+
+    def set_tensors(self, tensors: dict) -> None:
+        """Take back what `get_tensors` gave, from a checkpoint."""
+
 
 def _noop(self, *args, **kwargs):
     pass
@@ -139,6 +146,13 @@ class EarlyStopping(Callback):
     def on_train_end(self, logs=None):
         if self.stopped_epoch and self.verbose:
             print(f"Epoch {self.stopped_epoch + 1}: early stopping")
+
+    def get_tensors(self) -> dict:
+        return dict(self.best_weights or {})
+
+    def set_tensors(self, tensors: dict) -> None:
+        if self.restore_best_weights and tensors:
+            self.best_weights = dict(tensors)
 
 
 class ModelCheckpoint(Callback):

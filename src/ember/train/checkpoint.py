@@ -24,6 +24,7 @@ from ember.train.callbacks import Callback
 
 STATE_JSON, STATE_TENSORS = "training/state.json", "training/state.safetensors"
 _NAME = re.compile(r"ckpt-(\d+)\.ember$")
+_CALLBACK = "callback."  # then the callback's class name, "/" and its tensor's name
 
 
 def random_states() -> tuple[dict, dict]:
@@ -48,12 +49,16 @@ def set_random_states(saved: dict, tensors: dict) -> None:
         torch.cuda.set_rng_state_all(cuda)
 
 
-def save_checkpoint(model, path, *, epoch: int, step: int, order: torch.Tensor | None, callbacks: dict) -> None:
+def save_checkpoint(model, path, *, epoch: int, step: int, order: torch.Tensor | None, callbacks: dict,
+                    callback_tensors: dict | None = None) -> None:
     """Write a checkpoint of `model` after `step` batches of epoch `epoch` (0-based) whose samples come in
-    `order`; `callbacks` maps callback class names to their `get_state()`."""
+    `order`; `callbacks` maps callback class names to their `get_state()`, `callback_tensors` to their
+    `get_tensors()`."""
     saved, tensors = random_states()
     if order is not None:
         tensors["order"] = order.cpu()
+    for name, found in (callback_tensors or {}).items():
+        tensors.update({f"{_CALLBACK}{name}/{key}": value.detach().cpu() for key, value in found.items()})
     state = {"epoch": epoch, "step": step, "random": saved, "callbacks": callbacks,
              "world_size": distributed.info().world_size}
     save_model(model, path, extra={STATE_JSON: json.dumps(state).encode(),
@@ -62,7 +67,7 @@ def save_checkpoint(model, path, *, epoch: int, step: int, order: torch.Tensor |
 
 def load_checkpoint(model, path) -> dict:
     """Restore the weights, optimizer and random states of checkpoint `path` into the compiled `model`;
-    returns {"epoch", "step", "order", "callbacks"}."""
+    returns {"epoch", "step", "order", "callbacks", "callback_tensors"}."""
     entries = restore_checkpoint(model, path, (STATE_JSON, STATE_TENSORS))
     if STATE_JSON not in entries or STATE_TENSORS not in entries:
         raise ModelFileError(f"{path}: a model file, not a training checkpoint (no {STATE_JSON})")
@@ -76,8 +81,13 @@ def load_checkpoint(model, path) -> dict:
     if state["step"] and state.get("world_size", 1) != world:  # its step counts batches of that many ranks
         raise ModelFileError(f"{path}: taken mid-epoch by a run of {state.get('world_size', 1)} processes; resume "
                              f"it with as many (this run has {world})")
+    callback_tensors: dict = {}
+    for key, value in tensors.items():
+        if key.startswith(_CALLBACK):
+            name, _, inner = key[len(_CALLBACK):].partition("/")
+            callback_tensors.setdefault(name, {})[inner] = value
     return {"epoch": state["epoch"], "step": state["step"], "order": tensors.get("order"),
-            "callbacks": state.get("callbacks", {})}
+            "callbacks": state.get("callbacks", {}), "callback_tensors": callback_tensors}
 
 
 def _finite(model) -> bool:
@@ -131,6 +141,7 @@ class BackupAndRestore(Callback):
             state = resume["callbacks"].get(type(callback).__name__)
             if state is not None:
                 callback.set_state(state)
+            callback.set_tensors(resume["callback_tensors"].get(type(callback).__name__, {}))
         self._resumed_at = (resume["epoch"], resume["step"])
         return resume
 
@@ -161,8 +172,9 @@ class BackupAndRestore(Callback):
             return
         self._saved += 1
         states = {type(c).__name__: c.get_state() for c in self.others if c.state_keys}
+        tensors = {type(c).__name__: found for c in self.others if (found := c.get_tensors())}
         save_checkpoint(self.model, self.backup_dir / f"ckpt-{self._saved:06d}.ember", epoch=epoch, step=step,
-                        order=order, callbacks=states)
+                        order=order, callbacks=states, callback_tensors=tensors)
         for old in checkpoints_in(self.backup_dir)[:-self.keep]:
             old.unlink(missing_ok=True)
         for stale in self.backup_dir.glob(".tmp-*"):  # left by a kill in the middle of a write
