@@ -273,3 +273,18 @@ def test_a_hooked_layer_is_called_as_a_module():
     handle.remove()
     model(torch.randn(2, 28, 28, 1))
     assert len(seen) == 1
+    lows = []
+    model.layers[1].register_forward_hook(lambda module, args, out: lows.append(float(args[0].detach().min())))
+    model(torch.randn(2, 28, 28, 1))
+    assert lows and lows[0] >= 0  # the pooling after a ReLU convolution sees activated values, as written
+
+
+def test_a_subclassed_convolution_keeps_its_own_forward():
+    class Doubled(layers.Conv2D):
+        def forward(self, x):
+            return 2 * super().forward(x)
+
+    model = models.Sequential([layers.Input((8, 8, 1)), Doubled(2, 3), layers.MaxPooling2D(2), layers.Conv2D(2, 3),
+                               layers.Flatten(), layers.Dense(2)])
+    x = torch.randn(3, 8, 8, 1)
+    assert_close(model(x), _layer_by_layer(model, x))

@@ -85,7 +85,7 @@ def test_hooks_closures_and_amsgrad_take_torchs_step():
         for params, optimizer in ((ours, mine), (theirs, ref)):
             set_grads(params, step)
             optimizer.step()
-    assert mine._lists is False and all(torch.equal(a, b) for a, b in zip(ours, theirs))
+    assert not mine._lists and all(torch.equal(a, b) for a, b in zip(ours, theirs))
 
 
 def test_models_compiled_with_adam_get_the_direct_optimizer():
@@ -94,3 +94,39 @@ def test_models_compiled_with_adam_get_the_direct_optimizer():
     model.compile("adamw", "sparse_categorical_crossentropy")
     model.fit(torch.randn(16, 4).numpy(), torch.randint(0, 2, (16,)).numpy(), epochs=1, verbose=0)
     assert isinstance(model.optimizer, fused.AdamW) and model.optimizer._lists
+
+
+def test_changed_state_groups_and_copies_are_noticed():
+    ours, theirs = twin_params()
+    mine, ref = fused.Adam(ours[:2], lr=0.01), torch.optim.Adam(theirs[:2], lr=0.01, fused=True)
+
+    def step_both(step):
+        for params, optimizer in ((ours, mine), (theirs, ref)):
+            set_grads(params, step)
+            optimizer.step()
+
+    step_both(0)
+    mine.state.clear(), ref.state.clear()  # a reset of the moments
+    step_both(1)
+    mine.param_groups[0]["params"].append(ours[2]), ref.param_groups[0]["params"].append(theirs[2])
+    step_both(2)
+    mine = copy.deepcopy(mine)  # a copy keeps no argument lists (torch's pickling leaves them out)
+    ours = mine.param_groups[0]["params"]
+    step_both(3)
+    assert all(torch.equal(a, b) for a, b in zip(ours, theirs))
+    assert len(mine.state_dict()["state"]) == 3
+
+
+def test_amp_gradient_scaling_takes_torchs_step():
+    ours, theirs = twin_params()
+    pairs = ((ours, fused.Adam(ours, lr=0.01)), (theirs, torch.optim.Adam(theirs, lr=0.01, fused=True)))
+    for params, optimizer in pairs:
+        scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
+        for step in range(3):
+            optimizer.zero_grad()
+            loss = sum((p * torch.randn(p.shape, generator=torch.Generator().manual_seed(step))).sum()
+                       for p in params)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+    assert all(torch.equal(a, b) for a, b in zip(ours, theirs))

@@ -144,9 +144,8 @@ class Model(Layer):
         self.optimizer = self._optimizer_spec if isinstance(self._optimizer_spec, torch.optim.Optimizer) else None
         self._logit_loss = self._loss_on_logits()
         self._output_fn = get_activation(self.output_activation()) if self._logit_loss is not None else None
-        if self.output_activation() in ("softmax", "sigmoid") and all(map(metrics_lib.ranks_only,
-                                                                          self.compiled_metrics)):
-            self._output_fn = None  # the metrics only rank the scores, which the activation keeps in order
+        if self.output_activation() == "softmax" and all(map(metrics_lib.ranks_only, self.compiled_metrics)):
+            self._output_fn = None  # the metrics only rank the scores, which the softmax keeps in order
         self._compile_metrics = list(metrics or [])
         self._penalties = self._mixers = None
         if not self._needs_build() and any(True for _ in self.parameters()):

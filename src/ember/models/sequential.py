@@ -67,13 +67,13 @@ def plan_steps(layers) -> list:
                                                            # its activation
 
 
-_SPATIAL_2D = (Conv2D, MaxPooling2D, AveragePooling2D)
+_SPATIAL_2D = (Conv2D, MaxPooling2D, AveragePooling2D)  # these exactly: a subclass may change what they do
 
 
 def _join_channels_first(steps) -> list:
     joined, run = [], []
     for step in [*steps, None]:
-        if step is not None and all(isinstance(layer, _SPATIAL_2D) and layer.data_format == "channels_last"
+        if step is not None and all(type(layer) in _SPATIAL_2D and layer.data_format == "channels_last"
                                     and layer.activity_regularizer is None for layer in step):
             run.append(step)
             continue
@@ -85,9 +85,12 @@ def _join_channels_first(steps) -> list:
     return joined
 
 
-def _hookless(module) -> bool:
-    return not (module._forward_hooks or module._forward_pre_hooks or module._backward_hooks
-                or module._backward_pre_hooks)
+def _called_plainly(layers) -> bool:
+    """True when no module hook (a layer's own or a global one) would see the layers being called."""
+    return not (torch_module._global_forward_hooks or torch_module._global_forward_pre_hooks
+                or torch_module._global_backward_hooks or torch_module._global_backward_pre_hooks
+                or any(layer._forward_hooks or layer._forward_pre_hooks or layer._backward_hooks
+                       or layer._backward_pre_hooks for layer in layers))
 
 
 class ChannelsFirstRun:
@@ -123,9 +126,7 @@ class ChannelsFirstRun:
         return x.movedim(1, -1)
 
     def _direct(self) -> bool:
-        return (all(layer.built and _hookless(layer) for layer in self.layers)
-                and not (torch_module._global_forward_hooks or torch_module._global_forward_pre_hooks
-                         or torch_module._global_backward_hooks or torch_module._global_backward_pre_hooks))
+        return all(layer.built for layer in self.layers) and _called_plainly(self.layers)
 
 
 @contextlib.contextmanager
@@ -151,8 +152,8 @@ def run_step(step, x):
             x = layer(x)
         return x
     layer, pool = step
-    if not layer.built or not _hookless(layer):  # the first call builds the layer the ordinary way; hooks see
-        return pool(layer(x))                     # its output
+    if not layer.built or not _called_plainly(step):  # the first call builds the layer the ordinary way; hooks
+        return pool(layer(x))                          # see each layer's own input and output
     return layer.activation(pool(layer.pre_activation(x)))
 
 

@@ -6,9 +6,10 @@ regrouping all tensors by device and dtype. On the classic MNIST CNN on CPU that
 step. These subclasses keep the kernel's argument lists from one step to the next and call it straight away.
 
 Anything else takes torch's own step, unchanged: a closure, step hooks, AMP's gradient scaling, amsgrad,
-capturable or differentiable groups, a tensor learning rate, a parameter without a gradient this step, or a
-group mixing devices or dtypes. The state (`step`, `exp_avg`, `exp_avg_sq`) is torch's, so checkpoints move
-freely between these classes and torch's, and `isinstance(opt, torch.optim.Adam)` holds.
+capturable, differentiable or unfused groups, a tensor learning rate, a parameter without a gradient this
+step, or a group mixing devices or dtypes. Groups, parameters or state changed between steps are noticed.
+The state (`step`, `exp_avg`, `exp_avg_sq`) is torch's, so checkpoints move freely between these classes and
+torch's, and `isinstance(opt, torch.optim.Adam)` holds.
 """
 import torch
 from torch.optim import optimizer as torch_optimizer
@@ -26,22 +27,25 @@ def _torch_step(cls):
 class _DirectFused:
     """The fast path shared by Adam and AdamW (see the module docstring)."""
     _torch_class: type
+    # per group: (group, params, their state dicts, exp_avgs, exp_avg_sqs, steps), checked against the
+    # optimizer's groups and state before each step. A class default, as torch's pickling leaves it out.
+    _lists = None
+    _state_count = 0
 
     def __init__(self, params, **kwargs):
         super().__init__(params, fused=True, **kwargs)
-        self._lists = None  # per group: (group, params, exp_avgs, exp_avg_sqs, steps); False: torch's step only
 
     # torch wraps `step` in its hook runner unless it is marked as already wrapped; `step` runs that runner
-    # itself whenever hooks exist, so hooks and closures behave exactly as with torch's class.
+    # itself whenever hooks exist, so hooks and closures behave exactly as with torch's class (the profiler's
+    # "Optimizer.step" range is only recorded on torch's path).
     def step(self, closure=None):
         if closure is None and not self._hooked() and getattr(self, "grad_scale", None) is None \
                 and getattr(self, "found_inf", None) is None:
-            lists = self._lists if self._lists is not None else self._make_lists()
+            lists = self._current_lists()
             if lists and all(p.grad is not None for _, params, *_ in lists for p in params):
                 self._fused_step(lists)
                 return None
-        if self._lists is not False:
-            self._lists = None  # torch's step may create state
+        self._lists = None  # torch's step may create state
         return _torch_step(self._torch_class)(self, closure)
 
     step.hooked = True
@@ -49,7 +53,7 @@ class _DirectFused:
     @staticmethod
     @torch.no_grad()
     def _fused_step(lists) -> None:
-        for group, params, exp_avgs, exp_avg_sqs, steps in lists:
+        for group, params, _, exp_avgs, exp_avg_sqs, steps in lists:
             torch._foreach_add_(steps, 1)
             kernel = torch._fused_adamw_ if group["decoupled_weight_decay"] else torch._fused_adam_
             beta1, beta2 = group["betas"]
@@ -58,10 +62,10 @@ class _DirectFused:
                    maximize=group["maximize"], grad_scale=None, found_inf=None)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
-        if not set_to_none or not self._lists:
+        if not set_to_none:
             return super().zero_grad(set_to_none)
-        for _, params, *_ in self._lists:
-            for p in params:
+        for group in self.param_groups:
+            for p in group["params"]:
                 p.grad = None
         return None
 
@@ -69,19 +73,31 @@ class _DirectFused:
         return bool(self._optimizer_step_pre_hooks or self._optimizer_step_post_hooks
                     or torch_optimizer._global_optimizer_pre_hooks or torch_optimizer._global_optimizer_post_hooks)
 
+    def _current_lists(self):
+        """The kept lists while the groups, their parameters and the state are the ones they were made from;
+        else new ones."""
+        lists = self._lists
+        if lists is None or len(lists) != len(self.param_groups) or len(self.state) != self._state_count:
+            return self._make_lists()
+        state = self.state
+        for (group, params, states, *_), now in zip(lists, self.param_groups):
+            if group is not now or len(params) != len(now["params"]) or not all(
+                    p is q and state.get(p) is s for p, q, s in zip(params, now["params"], states)):
+                return self._make_lists()
+        return lists
+
     def _make_lists(self):
-        """The kernel's argument lists, creating the state torch would on its first step; False when some group
-        needs torch's step, None (nothing kept) while some parameter has no gradient."""
+        """The kernel's argument lists, creating the state torch would on its first step; None (nothing kept)
+        while some parameter has no gradient or some group needs torch's step."""
         if any(p.grad is None for group in self.param_groups for p in group["params"]):
             return None
         lists = []
         for group in self.param_groups:
             params = list(group["params"])
-            if (group["amsgrad"] or group["capturable"] or group["differentiable"]
+            if (not group["fused"] or group["amsgrad"] or group["capturable"] or group["differentiable"]
                     or isinstance(group["lr"], torch.Tensor)
                     or len({(p.device, p.dtype) for p in params}) > 1 or any(p.is_complex() for p in params)):
-                self._lists = False
-                return False
+                return None  # (a state dict loaded from an unfused Adam turns "fused" off, as in torch)
             for p in params:
                 state = self.state[p]
                 if not state:
@@ -89,18 +105,14 @@ class _DirectFused:
                     state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                     state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
             states = [self.state[p] for p in params]
-            lists.append((group, params, [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states],
+            lists.append((group, params, states, [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states],
                           [s["step"] for s in states]))
-        self._lists = lists
+        self._lists, self._state_count = lists, len(self.state)
         return lists
-
-    def add_param_group(self, param_group: dict) -> None:
-        super().add_param_group(param_group)
-        self._lists = None
 
     def load_state_dict(self, state_dict: dict) -> None:
         super().load_state_dict(state_dict)
-        self._lists = None
+        self._lists = None  # the loaded state tensors replace the kept ones
 
 
 class Adam(_DirectFused, torch.optim.Adam):

@@ -122,8 +122,8 @@ _RANKING = (sparse_categorical_accuracy, categorical_accuracy, sparse_top_k_cate
 
 
 def ranks_only(metric: Metric) -> bool:
-    """True if `metric` depends only on the order of the class scores, so that logits and the probabilities
-    that a softmax or sigmoid makes of them give the same value."""
+    """True if `metric` depends only on the order of the class scores, so that logits and the probabilities a
+    softmax makes of them give the same value (where float32 probabilities tie, the larger logit still wins)."""
     return isinstance(metric, MeanMetricWrapper) and metric.fn in _RANKING
 
 
