@@ -440,7 +440,8 @@ def main(argv=None) -> int:
         print(f"ember {args.command}: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print(f"ember {args.command}: interrupted", file=sys.stderr)
+        if not os.environ.get("EMBER_LAUNCHED_WORKER"):  # a worker stopped by `ember train`'s launcher: it
+            print(f"ember {args.command}: interrupted", file=sys.stderr)  # reports the failure in one line
         return 130
     finally:  # the command is over: a SIGTERM now (say, from torchrun's agent) ends the process quietly
         signal.signal(signal.SIGTERM, signal.SIG_DFL)

@@ -211,6 +211,11 @@ def _lost_contact(error: BaseException) -> bool:
 
 
 # -- launching ----------------------------------------------------------------------------------------
+# set for the processes `launch` starts: when torchrun stops one (SIGTERM, after another failed), the launcher
+# alone says what happened
+LAUNCHED_WORKER = "EMBER_LAUNCHED_WORKER"
+
+
 def launch(worker_args: list[str], *, nproc_per_node: int, nnodes: int = 1, node_rank: int = 0,
            master_addr: str = "127.0.0.1", master_port: int | None = None, debug: bool = False) -> None:
     """Run `python -m ember WORKER_ARGS` in `nproc_per_node` processes on this node through
@@ -232,6 +237,7 @@ def launch(worker_args: list[str], *, nproc_per_node: int, nnodes: int = 1, node
                  "--master-port", str(master_port or 29500)]
     if not debug:  # torchrun's agent logs each stop and failure at length; the error below says it in a line
         logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
+    os.environ[LAUNCHED_WORKER] = "1"  # the workers inherit it
     try:
         torchrun.run(torchrun.get_args_parser().parse_args([*args, "-m", "ember", *worker_args]))
     except ChildFailedError as e:
@@ -240,3 +246,5 @@ def launch(worker_args: list[str], *, nproc_per_node: int, nnodes: int = 1, node
                f"exited with code {failure.exitcode}")
         raise DistributedError(f"rank {rank} (pid {failure.pid}) {how}; the other processes of this node were "
                                "stopped") from None
+    finally:
+        os.environ.pop(LAUNCHED_WORKER, None)
