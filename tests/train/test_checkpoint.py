@@ -90,6 +90,25 @@ def test_early_stoppings_best_weights_survive_a_resume(tmp_path):
     assert all(torch.equal(straight[k], resumed[k]) for k in straight)
 
 
+def test_two_callbacks_of_one_class_keep_their_own_state(tmp_path):
+    def stoppers(waits):
+        made = [callbacks.EarlyStopping(monitor="loss"), callbacks.EarlyStopping(monitor="val_loss")]
+        for stopper, wait in zip(made, waits):
+            stopper.on_train_begin()
+            stopper.wait = wait
+        return made
+
+    backup = callbacks.BackupAndRestore(tmp_path)
+    backup.set_model(fresh_model(0))
+    backup.others = stoppers([3, 1])
+    backup._save(1, None, step=0)
+    again = callbacks.BackupAndRestore(tmp_path)
+    again.set_model(fresh_model(1))
+    resumed = stoppers([0, 0])
+    again.restore_training(resumed)
+    assert [s.wait for s in resumed] == [3, 1]
+
+
 def test_a_model_file_is_not_a_checkpoint(tmp_path):
     model = fresh_model(0)
     model.save(tmp_path / "m.ember")

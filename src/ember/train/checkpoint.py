@@ -7,6 +7,7 @@ atomically (temporary file, fsync, rename): a kill at any moment leaves the prev
 Resuming restores all of it, skips the batches the epoch already trained on, and so continues with the
 very batches, dropout masks and optimizer steps the uninterrupted run would have taken.
 """
+import collections
 import json
 import random
 import re
@@ -52,8 +53,8 @@ def set_random_states(saved: dict, tensors: dict) -> None:
 def save_checkpoint(model, path, *, epoch: int, step: int, order: torch.Tensor | None, callbacks: dict,
                     callback_tensors: dict | None = None) -> None:
     """Write a checkpoint of `model` after `step` batches of epoch `epoch` (0-based) whose samples come in
-    `order`; `callbacks` maps callback class names to their `get_state()`, `callback_tensors` to their
-    `get_tensors()`."""
+    `order`; `callbacks` maps the callbacks' names (`callback_keys`) to their `get_state()`, `callback_tensors`
+    to their `get_tensors()`."""
     saved, tensors = random_states()
     if order is not None:
         tensors["order"] = order.cpu()
@@ -92,6 +93,17 @@ def load_checkpoint(model, path) -> dict:
 
 def _finite(model) -> bool:
     return all(bool(torch.isfinite(p).all()) for p in model.parameters())
+
+
+def callback_keys(callbacks) -> list[str]:
+    """Each callback's name in a checkpoint: its class name, with "#2", "#3"... for further ones of a class."""
+    seen: collections.Counter = collections.Counter()
+    keys = []
+    for callback in callbacks:
+        name = type(callback).__name__
+        seen[name] += 1
+        keys.append(name if seen[name] == 1 else f"{name}#{seen[name]}")
+    return keys
 
 
 def checkpoints_in(folder) -> list[Path]:
@@ -137,11 +149,11 @@ class BackupAndRestore(Callback):
             return None
         self._saved = int(_NAME.search(found[-1].name).group(1))
         resume = load_checkpoint(self.model, found[-1])
-        for callback in others:
-            state = resume["callbacks"].get(type(callback).__name__)
+        for key, callback in zip(callback_keys(others), others):
+            state = resume["callbacks"].get(key)
             if state is not None:
                 callback.set_state(state)
-            callback.set_tensors(resume["callback_tensors"].get(type(callback).__name__, {}))
+            callback.set_tensors(resume["callback_tensors"].get(key, {}))
         self._resumed_at = (resume["epoch"], resume["step"])
         return resume
 
@@ -171,8 +183,9 @@ class BackupAndRestore(Callback):
         if not distributed.info().is_main or not _finite(self.model):
             return
         self._saved += 1
-        states = {type(c).__name__: c.get_state() for c in self.others if c.state_keys}
-        tensors = {type(c).__name__: found for c in self.others if (found := c.get_tensors())}
+        keys = callback_keys(self.others)
+        states = {key: c.get_state() for key, c in zip(keys, self.others) if c.state_keys}
+        tensors = {key: found for key, c in zip(keys, self.others) if (found := c.get_tensors())}
         save_checkpoint(self.model, self.backup_dir / f"ckpt-{self._saved:06d}.ember", epoch=epoch, step=step,
                         order=order, callbacks=states, callback_tensors=tensors)
         for old in checkpoints_in(self.backup_dir)[:-self.keep]:
