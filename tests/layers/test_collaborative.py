@@ -43,14 +43,20 @@ def test_neumf_joins_a_gmf_product_and_an_mlp_into_one_logit():
         assert_close(layer(x), expected)
 
 
-def test_a_recommender_saves_and_loads_with_its_regularizers(tmp_path):
-    model = models.create_model("matrix_factorization", num_users=9, num_items=11, factors=3, global_mean=3.0)
+def trained_and_reloaded(model, path):
+    """`model` fitted briefly, saved to `path` and loaded back; the copy predicts identically."""
     model.compile("adam", "mse")
     x = ids().numpy()
     model.fit(x, np.full(len(x), 4.0, dtype="float32"), epochs=2, verbose=0)
-    model.save(tmp_path / "mf.ember")
-    loaded = models.load_model(tmp_path / "mf.ember")
+    model.save(path)
+    loaded = models.load_model(path)
     np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+    return loaded, x
+
+
+def test_a_recommender_saves_and_loads_with_its_regularizers(tmp_path):
+    model = models.create_model("matrix_factorization", num_users=9, num_items=11, factors=3, global_mean=3.0)
+    loaded, x = trained_and_reloaded(model, tmp_path / "mf.ember")
     assert len(loaded.losses) == 4  # factor and bias tables of users and items
     assert_close(sum(loaded.losses), sum(model.losses))  # the same regularizers, not just as many
 
@@ -132,12 +138,7 @@ def test_svdpp_saves_its_side_information_and_penalizes_per_rating(tmp_path):
                                 item_attributes=4, item_attributes_per_row=3)
     model.build((None, 2))
     model.layers[0].set_side_information(**SIDE)
-    model.compile("adam", "mse")
-    x = ids().numpy()
-    model.fit(x, np.full(len(x), 4.0, dtype="float32"), epochs=2, verbose=0)
-    model.save(tmp_path / "svdpp.ember")
-    loaded = models.load_model(tmp_path / "svdpp.ember")
-    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+    loaded, x = trained_and_reloaded(model, tmp_path / "svdpp.ember")
     torch.testing.assert_close(loaded.layers[0].interaction_items, model.layers[0].interaction_items)
     assert len(model.losses) == 5  # the implicit and attribute tables; the factor rows are penalized per batch
     with torch.no_grad():

@@ -26,6 +26,13 @@ def set_grads(params, step, skip=()):
             memory_format=torch.preserve_format if p.dim() < 4 else torch.channels_last)
 
 
+def step_each(pairs, step, skip=()):
+    """One step of each (params, optimizer) pair on the same fresh gradients."""
+    for params, optimizer in pairs:
+        set_grads(params, step, skip)
+        optimizer.step()
+
+
 def groups(params, split):
     if not split:
         return params
@@ -56,14 +63,10 @@ def test_state_dicts_move_between_ember_and_torch():
     ours, theirs = twin_params()
     mine, ref = fused.Adam(ours, lr=0.01), torch.optim.Adam(theirs, lr=0.01, fused=True)
     for step in range(3):
-        for params, optimizer in ((ours, mine), (theirs, ref)):
-            set_grads(params, step)
-            optimizer.step()
+        step_each(((ours, mine), (theirs, ref)), step)
     mine_again = fused.Adam(ours, lr=0.01)
     mine_again.load_state_dict(copy.deepcopy(ref.state_dict()))  # torch's checkpoint into ember's: same next step
-    for params, optimizer in ((ours, mine_again), (theirs, ref)):
-        set_grads(params, 3)
-        optimizer.step()
+    step_each(((ours, mine_again), (theirs, ref)), 3)
     assert all(torch.equal(a, b) for a, b in zip(ours, theirs))
 
 
@@ -82,9 +85,7 @@ def test_hooks_closures_and_amsgrad_take_torchs_step():
     ours, theirs = twin_params()
     mine, ref = fused.Adam(ours, lr=0.01, amsgrad=True), torch.optim.Adam(theirs, lr=0.01, amsgrad=True, fused=True)
     for step in range(3):
-        for params, optimizer in ((ours, mine), (theirs, ref)):
-            set_grads(params, step)
-            optimizer.step()
+        step_each(((ours, mine), (theirs, ref)), step)
     assert not mine._lists and all(torch.equal(a, b) for a, b in zip(ours, theirs))
 
 
@@ -101,9 +102,7 @@ def test_changed_state_groups_and_copies_are_noticed():
     mine, ref = fused.Adam(ours[:2], lr=0.01), torch.optim.Adam(theirs[:2], lr=0.01, fused=True)
 
     def step_both(step):
-        for params, optimizer in ((ours, mine), (theirs, ref)):
-            set_grads(params, step)
-            optimizer.step()
+        step_each(((ours, mine), (theirs, ref)), step)
 
     step_both(0)
     mine.state.clear(), ref.state.clear()  # a reset of the moments

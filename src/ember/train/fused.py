@@ -33,7 +33,7 @@ class _DirectFused:
     _state_count = 0
 
     def __init__(self, params, **kwargs):
-        super().__init__(params, fused=True, **kwargs)
+        super().__init__(params, **{"fused": True, **kwargs})
 
     # torch wraps `step` in its hook runner unless it is marked as already wrapped; `step` runs that runner
     # itself whenever hooks exist, so hooks and closures behave exactly as with torch's class (the profiler's
@@ -98,13 +98,12 @@ class _DirectFused:
                     or isinstance(group["lr"], torch.Tensor)
                     or len({(p.device, p.dtype) for p in params}) > 1 or any(p.is_complex() for p in params)):
                 return None  # (a state dict loaded from an unfused Adam turns "fused" off, as in torch)
-            for p in params:
-                state = self.state[p]
+            states = [self.state[p] for p in params]
+            for p, state in zip(params, states):
                 if not state:
                     state["step"] = torch.zeros((), dtype=torch.float32, device=p.device)
                     state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                     state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            states = [self.state[p] for p in params]
             lists.append((group, params, states, [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states],
                           [s["step"] for s in states]))
         self._lists, self._state_count = lists, len(self.state)
@@ -116,10 +115,10 @@ class _DirectFused:
 
 
 class Adam(_DirectFused, torch.optim.Adam):
-    """`torch.optim.Adam(fused=True)` with a direct step: same arguments (except `fused`), same state."""
+    """`torch.optim.Adam(fused=True)` with a direct step: same arguments, same state."""
     _torch_class = torch.optim.Adam
 
 
 class AdamW(_DirectFused, torch.optim.AdamW):
-    """`torch.optim.AdamW(fused=True)` with a direct step: same arguments (except `fused`), same state."""
+    """`torch.optim.AdamW(fused=True)` with a direct step: same arguments, same state."""
     _torch_class = torch.optim.AdamW

@@ -48,8 +48,7 @@ class OptimizerSpec:
         pairs = [(p, d) for p, d in zip(params, depths) if p.requires_grad]
         if cls in _FUSED and all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p, _ in pairs):
             kwargs["fused"] = True
-            if cls in _DIRECT:
-                cls, kwargs = _DIRECT[cls], {k: v for k, v in kwargs.items() if k != "fused"}
+            cls = _DIRECT.get(cls, cls)
         spare = bool(kwargs.get("weight_decay")) and not self.decay_norms_and_biases  # biases, norm scales, offsets
         groups: dict[tuple, list] = {}
         for p, depth in pairs:
