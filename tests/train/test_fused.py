@@ -129,3 +129,16 @@ def test_amp_gradient_scaling_takes_torchs_step():
             scaler.step(optimizer)
             scaler.update()
     assert all(torch.equal(a, b) for a, b in zip(ours, theirs))
+
+
+@pytest.mark.parametrize("cls", [fused.Adam, fused.AdamW])
+def test_profiler_sees_the_step_under_torchs_name(cls):
+    params, _ = twin_params()
+    optimizer = cls(params, lr=0.01)
+    step_each(((params, optimizer),), 0)  # the first step builds the argument lists
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profiler:
+        step_each(((params, optimizer),), 1)
+    assert optimizer._lists, "the direct path was not taken"
+    names = {event.name for event in profiler.events()}
+    kernel = "aten::_fused_adamw_" if cls is fused.AdamW else "aten::_fused_adam_"
+    assert f"Optimizer.step#{TORCH[cls].__name__}.step" in names and kernel in names

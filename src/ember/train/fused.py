@@ -36,14 +36,17 @@ class _DirectFused:
         super().__init__(params, **{"fused": True, **kwargs})
 
     # torch wraps `step` in its hook runner unless it is marked as already wrapped; `step` runs that runner
-    # itself whenever hooks exist, so hooks and closures behave exactly as with torch's class (the profiler's
-    # "Optimizer.step" range is only recorded on torch's path).
+    # itself whenever hooks exist, so hooks and closures behave exactly as with torch's class.
     def step(self, closure=None):
         if closure is None and not self._hooked() and getattr(self, "grad_scale", None) is None \
                 and getattr(self, "found_inf", None) is None:
             lists = self._current_lists()
             if lists and all(p.grad is not None for _, params, *_ in lists for p in params):
-                self._fused_step(lists)
+                if torch.autograd._profiler_enabled():  # the range torch's step records, under its name
+                    with torch.profiler.record_function(f"Optimizer.step#{self._torch_class.__name__}.step"):
+                        self._fused_step(lists)
+                else:
+                    self._fused_step(lists)
                 return None
         self._lists = None  # torch's step may create state
         return _torch_step(self._torch_class)(self, closure)
