@@ -11,6 +11,8 @@ step, or a group mixing devices or dtypes. Groups, parameters or state changed b
 The state (`step`, `exp_avg`, `exp_avg_sq`) is torch's, so checkpoints move freely between these classes and
 torch's, and `isinstance(opt, torch.optim.Adam)` holds.
 """
+import contextlib
+
 import torch
 from torch.optim import optimizer as torch_optimizer
 
@@ -42,10 +44,8 @@ class _DirectFused:
                 and getattr(self, "found_inf", None) is None:
             lists = self._current_lists()
             if lists and all(p.grad is not None for _, params, *_ in lists for p in params):
-                if torch.autograd._profiler_enabled():  # the range torch's step records, under its name
-                    with torch.profiler.record_function(f"Optimizer.step#{self._torch_class.__name__}.step"):
-                        self._fused_step(lists)
-                else:
+                with (torch.profiler.record_function(f"Optimizer.step#{self._torch_class.__name__}.step")
+                      if torch.autograd._profiler_enabled() else contextlib.nullcontext()):  # torch's range
                     self._fused_step(lists)
                 return None
         self._lists = None  # torch's step may create state
