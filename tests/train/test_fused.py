@@ -19,11 +19,12 @@ def twin_params(seed=0):
             [torch.nn.Parameter(t.clone(memory_format=torch.preserve_format)) for t in base])
 
 
-def set_grads(params, step, skip=()):
+def set_grads(params, step, skip=(), grad_layout=torch.channels_last):
+    """Fresh gradients; the conv kernel's in `grad_layout` (autograd gives it the kernel's own layout)."""
     gen = torch.Generator().manual_seed(100 + step)
     for i, p in enumerate(params):
         p.grad = None if i in skip else torch.randn(p.shape, generator=gen).contiguous(
-            memory_format=torch.preserve_format if p.dim() < 4 else torch.channels_last)
+            memory_format=torch.preserve_format if p.dim() < 4 else grad_layout)
 
 
 def step_each(pairs, step, skip=()):
@@ -57,6 +58,41 @@ def test_steps_match_torchs_fused_optimizer(cls, split):
     assert mine._lists, "the direct path was not taken"
     for a, b in zip(mine.state_dict()["state"].values(), ref.state_dict()["state"].values()):
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert mine.state[ours[0]]["exp_avg"].is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("cls", [fused.Adam, fused.AdamW])
+def test_a_gradient_in_another_layout_than_its_weight_steps_as_torchs_unfused_optimizer(cls):
+    """A gradient set by hand in the default layout on a channels-last weight. torch 2.13's fused CPU kernel
+    pairs such a weight and gradient element by element as they lie in memory, which is wrong; the
+    single-tensor optimizer is the reference."""
+    ours, theirs = twin_params()
+    mine, ref = cls(ours, lr=0.01), TORCH[cls](theirs, lr=0.01, foreach=False)
+    for step in range(3):
+        for params, optimizer in ((ours, mine), (theirs, ref)):
+            set_grads(params, step, grad_layout=torch.contiguous_format)
+            optimizer.step()
+    assert mine._lists, "the direct path was not taken"
+    for a, b in zip(ours, theirs):
+        torch.testing.assert_close(a, b)
+    assert ours[0].is_contiguous(memory_format=torch.channels_last)
+
+
+def test_step_counters_are_each_parameters_own_and_saved_apart(tmp_path):
+    from safetensors.torch import load_file, save_file
+    params, _ = twin_params()
+    optimizer = fused.Adam(params, lr=0.01)
+    for step in range(3):
+        step_each(((params, optimizer),), step)
+    steps = [optimizer.state[p]["step"] for p in params]
+    assert [float(s) for s in steps] == [3.0, 3.0, 3.0]
+    optimizer.state[params[1]]["step"].fill_(7.0)  # a counter set by hand moves alone
+    step_each(((params, optimizer),), 3)
+    assert [float(s) for s in steps] == [4.0, 8.0, 4.0]
+    state = {f"{i}.step": s for i, s in enumerate(steps)}  # views of one tensor save as separate entries
+    save_file(state, tmp_path / "steps.safetensors")
+    assert {k: float(v) for k, v in load_file(tmp_path / "steps.safetensors").items()} == {
+        "0.step": 4.0, "1.step": 8.0, "2.step": 4.0}
 
 
 def test_state_dicts_move_between_ember_and_torch():
@@ -142,3 +178,12 @@ def test_profiler_sees_the_step_under_torchs_name(cls):
     names = {event.name for event in profiler.events()}
     kernel = "aten::_fused_adamw_" if cls is fused.AdamW else "aten::_fused_adam_"
     assert f"Optimizer.step#{TORCH[cls].__name__}.step" in names and kernel in names
+
+
+def test_an_empty_parameter_group_is_passed_over():
+    ours, theirs = twin_params()
+    mine = fused.Adam([{"params": ours}, {"params": []}], lr=0.01)
+    ref = torch.optim.Adam([{"params": theirs}, {"params": []}], lr=0.01, fused=True)
+    for step in range(2):
+        step_each(((ours, mine), (theirs, ref)), step)
+    assert mine._lists and all(torch.equal(a, b) for a, b in zip(ours, theirs))

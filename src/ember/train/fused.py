@@ -10,6 +10,15 @@ capturable, differentiable or unfused groups, a tensor learning rate, a paramete
 step, or a group mixing devices or dtypes. Groups, parameters or state changed between steps are noticed.
 The state (`step`, `exp_avg`, `exp_avg_sq`) is torch's, so checkpoints move freely between these classes and
 torch's, and `isinstance(opt, torch.optim.Adam)` holds.
+
+Two more savings on the direct path (about 25 us of the classic CNN's 2.7 ms step on a 2-core AVX-512 CPU):
+- Channels-last weights, their gradients and moments go to the kernel as 1-D aliases of their memory (they
+  share one layout, and Adam is elementwise). torch's CPU kernel is slower on the 4-D tensors (56 against
+  43 us for the classic CNN's weights, timed alone), and it pairs a weight with a gradient of another layout
+  (one set by hand) element by element as they lie in memory, which is wrong: here that gradient is first
+  copied into its weight's layout.
+- A group's step counters are views of one tensor, so that one add counts the step for every parameter
+  instead of a `_foreach_add_` over one 0-d tensor each. They are still each parameter's own `state["step"]`.
 """
 import contextlib
 
@@ -29,8 +38,9 @@ def _torch_step(cls):
 class _DirectFused:
     """The fast path shared by Adam and AdamW (see the module docstring)."""
     _torch_class: type
-    # per group: (group, params, their state dicts, exp_avgs, exp_avg_sqs, steps), checked against the
-    # optimizer's groups and state before each step. A class default, as torch's pickling leaves it out.
+    # per group: (group, params, their state dicts, the kernel's params, exp_avgs and exp_avg_sqs, steps, the
+    # tensor the steps are views of, the indexes of the 1-D aliased params), checked against the optimizer's
+    # groups and state before each step. A class default, as torch's pickling leaves it out.
     _lists = None
     _state_count = 0
 
@@ -56,11 +66,16 @@ class _DirectFused:
     @staticmethod
     @torch.no_grad()
     def _fused_step(lists) -> None:
-        for group, params, _, exp_avgs, exp_avg_sqs, steps in lists:
-            torch._foreach_add_(steps, 1)
+        for group, params, _, kernel_params, exp_avgs, exp_avg_sqs, steps, counts, flat in lists:
+            if not params:
+                continue
+            counts.add_(1)
+            grads = [p.grad for p in params]
+            for i in flat:
+                grads[i] = _flat_grad(grads[i], params[i])
             kernel = torch._fused_adamw_ if group["decoupled_weight_decay"] else torch._fused_adam_
             beta1, beta2 = group["betas"]
-            kernel(params, [p.grad for p in params], exp_avgs, exp_avg_sqs, [], steps, amsgrad=False,
+            kernel(kernel_params, grads, exp_avgs, exp_avg_sqs, [], steps, amsgrad=False,
                    lr=group["lr"], beta1=beta1, beta2=beta2, weight_decay=group["weight_decay"], eps=group["eps"],
                    maximize=group["maximize"], grad_scale=None, found_inf=None)
 
@@ -107,14 +122,54 @@ class _DirectFused:
                     state["step"] = torch.zeros((), dtype=torch.float32, device=p.device)
                     state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                     state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            lists.append((group, params, states, [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states],
-                          [s["step"] for s in states]))
+            lists.append(_kernel_lists(group, params, states))
         self._lists, self._state_count = lists, len(self.state)
         return lists
 
     def load_state_dict(self, state_dict: dict) -> None:
         super().load_state_dict(state_dict)
         self._lists = None  # the loaded state tensors replace the kept ones
+
+
+def _kernel_lists(group, params, states) -> tuple:
+    """A group's entry in the kept lists (see `_DirectFused._lists`). Its step counters become views of one
+    tensor, and its channels-last weights and their moments 1-D aliases."""
+    counts = torch.zeros(0)
+    if params:
+        counts = torch.stack([torch.as_tensor(s["step"], dtype=torch.float32, device=params[0].device).reshape(())
+                              for s in states])
+    for i, state in enumerate(states):
+        state["step"] = counts[i]
+    flat = [i for i, (p, s) in enumerate(zip(params, states)) if _aliasable(p, s)]
+
+    def for_kernel(tensors):
+        return [_flat(t) if i in flat else t for i, t in enumerate(tensors)]
+
+    return (group, params, states, for_kernel(params), for_kernel([s["exp_avg"] for s in states]),
+            for_kernel([s["exp_avg_sq"] for s in states]), [s["step"] for s in states], counts, flat)
+
+
+_DENSE_LAYOUTS = {4: torch.channels_last, 5: torch.channels_last_3d}
+
+
+def _aliasable(param, state) -> bool:
+    """True for a channels-last weight whose moments share its layout: the kernel can take them all 1-D."""
+    layout = _DENSE_LAYOUTS.get(param.dim())
+    return (layout is not None and not param.is_contiguous() and param.is_contiguous(memory_format=layout)
+            and state["exp_avg"].stride() == state["exp_avg_sq"].stride() == param.stride())
+
+
+def _flat(t: torch.Tensor) -> torch.Tensor:
+    """A 1-D alias of a dense tensor's memory, element by element in memory order."""
+    return t.as_strided((t.numel(),), (1,))
+
+
+def _flat_grad(grad: torch.Tensor, param: torch.Tensor) -> torch.Tensor:
+    """`grad` as a 1-D alias in `param`'s memory order (autograd gives it that layout; a gradient set by hand
+    in another layout is copied into it first)."""
+    if grad.stride() != param.stride():
+        grad = torch.empty_like(param, dtype=grad.dtype).copy_(grad)
+    return _flat(grad)
 
 
 class Adam(_DirectFused, torch.optim.Adam):
