@@ -289,6 +289,24 @@ def _backup(config, run_dir: Path, resume: bool, quiet: bool):
                                            keep=config.train.keep_checkpoints)
 
 
+def _save_and_report(task, config, model, data, callbacks, staging, run_dir, seconds, n_train) -> dict:
+    """After training: check the history, save the model into `staging`, test it, and write its metrics,
+    plots and report there. Returns the test metrics."""
+    history = next(c for c in callbacks if isinstance(c, MetricsLogger)).rows
+    _check_finite(history, callbacks, run_dir)
+    model.save(staging / "model.ember")
+    metrics, details = task.evaluate(model, data, config.train.batch_size)
+    write_json(staging / "metrics.json", metrics)
+    if config.output.plots and history:
+        plots.learning_curves(history, staging / "plots" / "learning_curves.png")
+    if config.output.report:
+        sections = task.report_sections(staging, data, metrics, details, config)
+        stopped = next((c for c in callbacks if isinstance(c, callbacks_lib.EarlyStopping)), None)
+        write_report(staging, config, model, data, metrics, history, seconds, sections,
+                     trained_on=n_train, early_stop=stopped)
+    return metrics
+
+
 def train(config_path=None, *, overrides=(), out=None, overwrite=False, quiet=False, config=None,
           resume=False) -> Path:
     """Run `ember train`: returns the run directory. `resume`: go on from the checkpoints of an interrupted
@@ -342,18 +360,7 @@ def train(config_path=None, *, overrides=(), out=None, overwrite=False, quiet=Fa
         seconds = time.perf_counter() - started
         if not here.is_main:  # rank 0 saves, tests and reports the model
             return run_dir
-        history = next(c for c in callbacks if isinstance(c, MetricsLogger)).rows
-        _check_finite(history, callbacks, run_dir)
-        model.save(staging / "model.ember")
-        metrics, details = task.evaluate(model, data, config.train.batch_size)
-        write_json(staging / "metrics.json", metrics)
-        if config.output.plots and history:
-            plots.learning_curves(history, staging / "plots" / "learning_curves.png")
-        if config.output.report:
-            sections = task.report_sections(staging, data, metrics, details, config)
-            stopped = next((c for c in callbacks if isinstance(c, callbacks_lib.EarlyStopping)), None)
-            write_report(staging, config, model, data, metrics, history, seconds, sections,
-                         trained_on=n_train, early_stop=stopped)
+        metrics = _save_and_report(task, config, model, data, callbacks, staging, run_dir, seconds, n_train)
     shutil.rmtree(backup_dir_of(run_dir), ignore_errors=True)  # the run ended: nothing left to resume
     _say(quiet, task.summary_line(metrics), f"run saved to {run_dir}")
     return run_dir

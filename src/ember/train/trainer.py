@@ -59,6 +59,40 @@ def _epoch_batches(train, batch_size, order, start, shuffle, device, trim, here)
     return itertools.islice(whole, here.rank + start * here.world_size, steps * here.world_size, here.world_size)
 
 
+def _epoch_order(model, train, shuffle, resumed_order, here):
+    """The epoch's sample order, kept on the model for checkpoints taken during the epoch. Data with an
+    explicit order (in-memory arrays) resumes mid-epoch exactly (`resumed_order`); other data (token-grouped,
+    sampled per epoch) draws its order itself and is checkpointed at epoch ends (None)."""
+    exact = hasattr(train, "epoch_order")
+    order = (resumed_order if resumed_order is not None else train.epoch_order(shuffle)) if exact else None
+    if exact and here.is_distributed:
+        order = distributed.epoch_order(order, len(train), here)  # rank 0's, on every rank
+    model._epoch_order, model._exact_order = order, exact
+    return order
+
+
+def _train_batches(model, batches, start, steps, callbacks, bar, here) -> int:
+    """A training step on each of the epoch's `batches` (numbered from `start`) with its callbacks and
+    progress, until they run out or the model stops training; returns the number of steps then done."""
+    accumulate = model.accumulation_steps
+    wants_batch_logs = callbacks.wants("on_train_batch_end")
+    done = start
+    for step, (xs, y, weight) in enumerate(batches, start=start):
+        callbacks.call("on_train_batch_begin", step, {})
+        if accumulate > 1:
+            model._step_ends = (step + 1) % accumulate == 0 or step + 1 == steps
+        model.train_step(xs, y, weight)
+        if wants_batch_logs:
+            callbacks.call("on_train_batch_end", step, model.metric_results())
+            if here.is_distributed:  # a rank that stops (say, on a NaN) stops them all
+                model.stop_training = distributed.any_rank(model.stop_training)
+        done = step + 1
+        bar.update(done, model.metric_logs)
+        if model.stop_training:
+            break
+    return done
+
+
 def fit(model, data: ArrayData, *, batch_size=32, epochs=1, verbose="auto", callbacks=None, validation_split=0.0,
         validation_data=None, shuffle=True, initial_epoch=0, validation_batch_size=None, validation_freq=1):
     """Train `model` on `data`; see `Model.fit` for the arguments. Returns the History callback.
@@ -75,13 +109,11 @@ def fit(model, data: ArrayData, *, batch_size=32, epochs=1, verbose="auto", call
     if steps == 0:
         raise ValueError(f"fit() has no batch for each of the {here.world_size} processes: "
                          f"{len(train)} training samples")
-    accumulate = model.accumulation_steps
     history = History()
     # a backup callback goes first: its checkpoint at a batch's start must precede what others do there
     callbacks = sorted([*(callbacks or []), history], key=lambda c: not hasattr(c, "restore_training"))
     backup = callbacks[0] if hasattr(callbacks[0], "restore_training") else None
     callbacks = CallbackList(callbacks, model, {"epochs": epochs, "steps": steps, "verbose": verbose})
-    wants_batch_logs = callbacks.wants("on_train_batch_end")
     trim = model.ignores_padding_length()
     model.stop_training = False
     callbacks.call("on_train_begin", {})
@@ -96,26 +128,9 @@ def fit(model, data: ArrayData, *, batch_size=32, epochs=1, verbose="auto", call
         bar = Progbar(steps, verbose)
         model.train()
         start = first_step if epoch == first_epoch else 0
-        # data with an explicit sample order (in-memory arrays) resumes mid-epoch exactly; other data
-        # (token-grouped, sampled per epoch) draws its order itself and is checkpointed at epoch ends
-        exact = hasattr(train, "epoch_order")
-        order = (resume["order"] if resume and start else train.epoch_order(shuffle)) if exact else None
-        if exact and here.is_distributed:
-            order = distributed.epoch_order(order, len(train), here)  # rank 0's, on every rank
-        model._epoch_order, model._exact_order = order, exact  # for checkpoints taken during the epoch
+        order = _epoch_order(model, train, shuffle, resume["order"] if resume and start else None, here)
         batches = _epoch_batches(train, batch_size, order, start, shuffle, device, trim, here)
-        for step, (xs, y, weight) in enumerate(batches, start=start):
-            callbacks.call("on_train_batch_begin", step, {})
-            if accumulate > 1:
-                model._step_ends = (step + 1) % accumulate == 0 or step + 1 == steps
-            model.train_step(xs, y, weight)
-            if wants_batch_logs:
-                callbacks.call("on_train_batch_end", step, model.metric_results())
-                if here.is_distributed:  # a rank that stops (say, on a NaN) stops them all
-                    model.stop_training = distributed.any_rank(model.stop_training)
-            bar.update(step + 1, model.metric_logs)
-            if model.stop_training:
-                break
+        done = _train_batches(model, batches, start, steps, callbacks, bar, here)
         if here.is_distributed:
             distributed.sum_metrics([model.loss_tracker, *model.compiled_metrics])
         logs = model.metric_logs()
@@ -124,7 +139,7 @@ def fit(model, data: ArrayData, *, batch_size=32, epochs=1, verbose="auto", call
                                 sharded=here.is_distributed)
             logs.update({f"val_{k}": v for k, v in val_logs.items()})
         callbacks.call("on_epoch_end", epoch, logs)
-        bar.finish(step + 1, logs)
+        bar.finish(done, logs)
         if here.is_distributed:
             model.stop_training = distributed.any_rank(model.stop_training)
         if model.stop_training:
