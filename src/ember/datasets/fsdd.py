@@ -3,9 +3,20 @@
 Files are `recordings/{digit}_{speaker}_{index}.wav`. The official split tests on indices 0-4 of every
 speaker and digit (300 recordings); `split="speaker:NAME"` tests on one speaker and trains on the others.
 
+The recordings are read from `$EMBER_DATA/fsdd/recordings/`, else the cache; else the repository's archive
+at a pinned commit is downloaded and its 3,000 recordings are unpacked into the cache once their checksums,
+written as `sha256sum` lines sorted by name, hash to the pinned RECORDINGS_SHA256 (`EMBER_OFFLINE=1` forbids
+the download). A GitHub archive's own bytes are not guaranteed stable; the recordings in it are.
+
 >>> (x_train, y_train), (x_test, y_test) = datasets.fsdd.load_data()   # float32 (N, 8000) clips, uint8 digits
 """
+import hashlib
+import os
 import re
+import shutil
+import tarfile
+import tempfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -18,22 +29,77 @@ SAMPLE_RATE = 8000
 SPEAKERS = ("george", "jackson", "lucas", "nicolas", "theo", "yweweler")
 CLASS_NAMES = [str(d) for d in range(10)]
 ADDRESS = "https://github.com/Jakobovski/free-spoken-digit-dataset (recordings/)"
+COMMIT = "26eb9aaf76e81b692f806f9140c2d2777410d7a1"
+MIRRORS = [f"https://codeload.github.com/Jakobovski/free-spoken-digit-dataset/tar.gz/{COMMIT}"]
+RECORDINGS_SHA256 = "04e1baae96c6a26e39c623f2b01d0182ddae627ba0ac02a3cdc17ba2af99fd9b"
+RECORDINGS = 3000
 _NAME = re.compile(r"^(\d)_([a-z]+)_(\d+)\.wav$")
 
 
-def recordings_dir() -> Path:
+def _local_dir() -> Path | None:
     for root in (store.data_dir(), store.cache_dir()):
         if root is not None and (root / "fsdd" / "recordings").is_dir():
             return root / "fsdd" / "recordings"
-    raise DatasetError(f"fsdd: no recordings/ folder in $EMBER_DATA/fsdd/ or {store.cache_dir() / 'fsdd'}/; put "
-                       f"the 3,000 .wav files from {ADDRESS} there")
+    return None
+
+
+def recordings_dir() -> Path:
+    """The recordings folder: $EMBER_DATA's, the cache's, or the cache's after downloading them."""
+    local = _local_dir()
+    if local is not None:
+        return local
+    errors = ["EMBER_OFFLINE is set"] if store.offline() else []
+    for url in [] if errors else MIRRORS:
+        try:
+            return _download(url, store.cache_dir() / "fsdd")
+        except DatasetError as e:
+            errors.append(str(e))
+    raise DatasetError(f"fsdd: no recordings/ folder in $EMBER_DATA/fsdd/ or {store.cache_dir() / 'fsdd'}/ and "
+                       f"none was downloaded ({'; '.join(errors)}); put the 3,000 .wav files from {ADDRESS} there")
+
+
+def _download(url: str, folder: Path) -> Path:
+    """`folder`/recordings from the archive at `url`, verified before it takes that name; nothing is left
+    behind on failure."""
+    folder.mkdir(parents=True, exist_ok=True)
+    archive = folder / ".archive.tar.gz"
+    staging = Path(tempfile.mkdtemp(dir=folder, prefix=".recordings-"))
+    try:
+        store.download(url, archive, None)
+        try:
+            digest, count = _unpack(archive, staging)
+        except (tarfile.TarError, EOFError, zlib.error) as e:
+            raise DatasetError(f"{url}: not a readable tar.gz archive ({e})") from None
+        if digest != RECORDINGS_SHA256:
+            raise DatasetError(f"{url}: its {count} recordings are not FSDD's {RECORDINGS} at commit {COMMIT[:12]} "
+                               f"(sha256 of their sha256sum lines {digest}, expected {RECORDINGS_SHA256})")
+        os.replace(staging, folder / "recordings")
+        return folder / "recordings"
+    finally:
+        archive.unlink(missing_ok=True)
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _unpack(archive: Path, into: Path) -> tuple[str, int]:
+    """Write the archive's `TOP/recordings/{digit}_{speaker}_{index}.wav` regular files into `into` (no other
+    member, link or path is read); returns the sha256 of their `sha256sum` lines sorted by name, and
+    their count."""
+    lines = {}
+    with tarfile.open(archive, "r:gz") as tar:
+        for member in tar:
+            parts = member.name.split("/")
+            if not (member.isfile() and len(parts) == 3 and parts[1] == "recordings" and _NAME.match(parts[2])):
+                continue
+            data = tar.extractfile(member).read()
+            (into / parts[2]).write_bytes(data)  # a name given twice: the last one, on disk and in the lines
+            lines[parts[2]] = f"{hashlib.sha256(data).hexdigest()}  recordings/{parts[2]}\n"
+    return hashlib.sha256("".join(lines[name] for name in sorted(lines)).encode()).hexdigest(), len(lines)
 
 
 def is_available() -> bool:
-    try:
-        return any(recordings_dir().glob("*.wav"))
-    except DatasetError:
-        return False
+    """True when the recordings are on disk already (no download needed)."""
+    local = _local_dir()
+    return local is not None and any(local.glob("*.wav"))
 
 
 def list_recordings() -> list[tuple[Path, int, str, int]]:
