@@ -1,9 +1,12 @@
 """MatrixFactorization and NeuMF against the formulas they implement, and through the shared harness."""
+from unittest import mock
+
 import numpy as np
 import pytest
 import torch
 
 from ember import layers, models
+from ember.layers.base import inference_pass
 from tests.conftest import assert_close
 from tests.layers.harness import check_layer
 
@@ -104,6 +107,36 @@ def test_svdpp_adds_implicit_feedback_and_mean_attribute_vectors_to_biased_mf():
         assert_close(layer(x)[:, 0], torch.stack(expected))  # training: the batch users' rows
         layer.eval()
         assert_close(layer(x)[:, 0], torch.stack(expected))  # evaluation: every user's, fixed shapes
+
+
+def test_svdpp_sums_every_users_implicit_vectors_once_per_inference_pass():
+    layer = svdpp_layer()
+    layer.build((None, 2))
+    x = ids()
+    layer.eval()
+    with mock.patch.object(layer, "_implicit_of_every_user", wraps=layer._implicit_of_every_user) as summed:
+        with torch.no_grad():
+            first = layer(x)
+            assert torch.equal(layer(x), first) and summed.call_count == 2  # outside a pass: every call
+            with inference_pass():
+                assert torch.equal(layer(x), first) and torch.equal(layer(x), first) and summed.call_count == 3
+            torch.nn.init.normal_(layer.implicit_factors)  # between passes, as an optimizer step
+            with inference_pass():
+                changed = layer(x)
+                assert summed.call_count == 4 and not torch.equal(changed, first)
+                with torch.enable_grad():
+                    layer(x).sum().backward()  # under autograd: summed afresh, the gradient reaches the table
+                assert summed.call_count == 5 and layer.implicit_factors.grad.abs().sum() > 0
+    model = models.Sequential([layer])
+    model.build((None, 2))
+    model.compile("adam", "mse")
+    with mock.patch.object(layer, "_implicit_of_every_user", wraps=layer._implicit_of_every_user) as summed:
+        predicted = model.predict(x.numpy(), batch_size=4, verbose=0)  # four batches, one pass
+        model.evaluate(x.numpy(), np.zeros(len(x), dtype="float32"), batch_size=4, verbose=0)
+    assert summed.call_count == 2
+    layer.train()
+    with torch.no_grad():
+        assert_close(torch.from_numpy(predicted), layer(x))  # what a pass keeps is what training computes
 
 
 def test_svdpp_exports_to_onnx_and_matches_onnx_runtime(tmp_path):

@@ -4,8 +4,10 @@ Where shapes are inferred: a layer is built exactly once, on its first call (`La
 from the shape of its first input. Models are built by sending one dummy sample through them
 (`Model.build`), which builds every layer in order and records each layer's `output_shape`.
 """
+import contextlib
 import itertools
 import re
+import threading
 from collections import defaultdict
 
 import torch
@@ -14,6 +16,27 @@ from torch import nn
 from ember.layers import regularizers
 
 _name_counters: dict[str, itertools.count] = defaultdict(itertools.count)
+
+
+_PASS = threading.local()
+
+
+@contextlib.contextmanager
+def inference_pass():
+    """One evaluate or predict loop: its weights do not change inside the block, so a layer may keep what it
+    derives from them from one batch to the next (`inference_pass_id`). Per thread; a new pass each time."""
+    before = getattr(_PASS, "id", None)
+    _PASS.id = object()
+    try:
+        yield
+    finally:
+        _PASS.id = before
+
+
+def inference_pass_id():
+    """An object that stands for the current `inference_pass` (None outside one): what a layer keeps for a
+    pass is valid while this is the same object."""
+    return getattr(_PASS, "id", None)
 
 
 def to_snake_case(name: str) -> str:

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from ember.data.arrays import ArrayData
+from ember.layers.base import inference_pass
 from ember.train import distributed
 from ember.train.callbacks import CallbackList, History
 from ember.train.progress import Progbar
@@ -165,11 +166,12 @@ def evaluate(model, data: ArrayData, *, batch_size=32, verbose="auto", callbacks
     bar = Progbar(steps, verbose)
     callbacks.call("on_test_begin", {})
     batches = data.batches(batch_size, device=model.device, trim=model.ignores_padding_length())
-    for step, (xs, y, weight) in enumerate(batches):
-        callbacks.call("on_test_batch_begin", step, {})
-        model.test_step(xs, y, weight)
-        callbacks.call("on_test_batch_end", step, {})
-        bar.update(step + 1, model.metric_logs)
+    with inference_pass():
+        for step, (xs, y, weight) in enumerate(batches):
+            callbacks.call("on_test_batch_begin", step, {})
+            model.test_step(xs, y, weight)
+            callbacks.call("on_test_batch_end", step, {})
+            bar.update(step + 1, model.metric_logs)
     if share:
         distributed.sum_metrics([model.loss_tracker, *model.compiled_metrics])
     logs = model.metric_logs()
@@ -189,11 +191,12 @@ def predict(model, data: ArrayData, *, batch_size=32, verbose="auto", callbacks=
     callbacks.call("on_predict_begin", {})
     outputs = []
     batches = data.batches(batch_size, device=model.device, trim=model.ignores_padding_length())
-    for step, (xs, _, _) in enumerate(batches):
-        callbacks.call("on_predict_batch_begin", step, {})
-        outputs.append(model.predict_step(xs))
-        callbacks.call("on_predict_batch_end", step, {})
-        bar.update(step + 1, dict)
+    with inference_pass():
+        for step, (xs, _, _) in enumerate(batches):
+            callbacks.call("on_predict_batch_begin", step, {})
+            outputs.append(model.predict_step(xs))
+            callbacks.call("on_predict_batch_end", step, {})
+            bar.update(step + 1, dict)
     callbacks.call("on_predict_end", {})
     bar.finish(steps, {})
     if outputs and isinstance(outputs[0], (tuple, list)):
