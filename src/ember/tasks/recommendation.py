@@ -19,6 +19,7 @@ from pydantic import Field, model_validator
 
 from ember import datasets
 from ember.layers import Activation
+from ember.layers.base import inference_pass
 from ember.data.interactions import NegativeSampling, leave_one_out, ranking_candidates
 from ember.errors import DatasetError, EmberError, ModelFileError
 from ember.evaluation import ranking
@@ -177,7 +178,9 @@ def score_pairs(model, pairs: np.ndarray, batch_size: int = 8192) -> np.ndarray:
     model.eval()
     flat = torch.as_tensor(pairs.reshape(-1, 2), dtype=torch.long)
     forward = model.forward_logits if model.output_activation() == "sigmoid" else model
-    scores = [forward(flat[i:i + batch_size].to(model.device)).float().cpu() for i in range(0, len(flat), batch_size)]
+    with inference_pass():  # one pass: SVD++ sums its users' implicit vectors once
+        scores = [forward(flat[i:i + batch_size].to(model.device)).float().cpu()
+                  for i in range(0, len(flat), batch_size)]
     return torch.cat(scores).numpy().reshape(pairs.shape[:-1])
 
 
