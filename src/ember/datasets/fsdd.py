@@ -48,12 +48,9 @@ def recordings_dir() -> Path:
     local = _local_dir()
     if local is not None:
         return local
-    errors = ["EMBER_OFFLINE is set"] if store.offline() else []
-    for url in [] if errors else MIRRORS:
-        try:
-            return _download(url, store.cache_dir() / "fsdd")
-        except DatasetError as e:
-            errors.append(str(e))
+    path, errors = store.from_mirrors(MIRRORS, lambda url: _download(url, store.cache_dir() / "fsdd"))
+    if path is not None:
+        return path
     raise DatasetError(f"fsdd: no recordings/ folder in $EMBER_DATA/fsdd/ or {store.cache_dir() / 'fsdd'}/ and "
                        f"none was downloaded ({'; '.join(errors)}); put the 3,000 .wav files from {ADDRESS} there")
 

@@ -77,18 +77,27 @@ def download(url: str, target: Path, sha256: str | None) -> Path:
             os.unlink(tmp)
 
 
+def from_mirrors(mirrors: list[str], attempt) -> tuple[Path | None, list[str]]:
+    """`attempt(mirror)` for each mirror in turn until one returns (no attempt while EMBER_OFFLINE is set):
+    (what it returned, or None, and the reasons the others failed)."""
+    errors = ["EMBER_OFFLINE is set"] if offline() else []
+    for mirror in [] if errors else mirrors:
+        try:
+            return attempt(mirror), errors
+        except DatasetError as e:
+            errors.append(str(e))
+    return None, errors
+
+
 def fetch(dataset: str, file: RemoteFile, mirrors: list[str]) -> Path:
     """Path of `file` of `dataset`, downloading it into the cache from the first mirror that works."""
     local = find_local(dataset, file.name)
     if local is not None:
         return local
-    no_download = offline()
-    errors = ["EMBER_OFFLINE is set"] if no_download else []
-    for mirror in [] if no_download else mirrors:
-        try:
-            return download(mirror.rstrip("/") + "/" + file.name, cache_dir() / dataset / file.name, file.sha256)
-        except DatasetError as e:
-            errors.append(str(e))
+    path, errors = from_mirrors(mirrors, lambda mirror: download(
+        mirror.rstrip("/") + "/" + file.name, cache_dir() / dataset / file.name, file.sha256))
+    if path is not None:
+        return path
     where = f"$EMBER_DATA/{dataset}/ or {cache_dir() / dataset}/"
     raise DatasetError(f"{dataset}: {file.name} is not in {where} and was not downloaded "
                        f"({'; '.join(errors)}); put {file.name} from {mirrors[0]} into one of those folders")
