@@ -21,6 +21,7 @@ import datetime
 import logging
 import os
 import re
+import time
 import warnings
 
 import torch
@@ -31,6 +32,7 @@ from ember.errors import EmberError
 # how long a collective waits for a rank that neither answers nor closes its connection (a dead process
 # closes it, and the others fail at once); EMBER_DIST_TIMEOUT sets it in seconds
 DEFAULT_TIMEOUT_S = 300
+_DRAIN_S = 0.05  # teardown's pause for gloo's workers to free their last works (see teardown)
 
 
 class DistributedError(EmberError, RuntimeError):
@@ -97,13 +99,25 @@ def setup(device: torch.device) -> DistInfo:
         raise DistributedError(f"rank {here.rank} could not join the process group at "
                                f"{os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')}: "
                                f"{_first_line(e)}") from None
-    atexit.register(teardown)
+    atexit.register(teardown, wait=False)
     return info()
 
 
-def teardown() -> None:
-    """Leave the process group (at the end of a run; also registered to run at exit)."""
+def teardown(wait: bool = True) -> None:
+    """Leave the process group: at the end of a run that every rank finished (`wait`), or at exit.
+
+    Why `wait`: gloo's worker threads free each finished collective's work, and the all-reduce of a backward
+    pass holds a Python object (torch keeps the autograd context in the work's thread-local state), so the
+    free takes the GIL. A worker that asks for the GIL once the interpreter is shutting down is killed, and
+    the process aborts ("terminate called without an active exception": about one exit in a hundred of a
+    loop whose last collective is a backward pass). So `wait` meets the other ranks in a barrier (all the
+    work before it is done then; the barrier's own work holds that work until it is freed) and then gives
+    up the GIL for a moment, in which the workers free what they hold. At exit (registered by `setup`) it
+    does not wait: a rank that exits on an error must not wait for ranks that will never get there."""
     if dist.is_available() and dist.is_initialized():
+        if wait:
+            dist.barrier()
+            time.sleep(_DRAIN_S)
         dist.destroy_process_group()
 
 
