@@ -106,18 +106,18 @@ def setup(device: torch.device) -> DistInfo:
 def teardown(wait: bool = True) -> None:
     """Leave the process group: at the end of a run that every rank finished (`wait`), or at exit.
 
-    Why `wait`: gloo's worker threads free each finished collective's work, and the all-reduce of a backward
-    pass holds a Python object (torch keeps the autograd context in the work's thread-local state), so the
-    free takes the GIL. A worker that asks for the GIL once the interpreter is shutting down is killed, and
-    the process aborts ("terminate called without an active exception": about one exit in a hundred of a
-    loop whose last collective is a backward pass). So `wait` meets the other ranks in a barrier (all the
-    work before it is done then; the barrier's own work holds that work until it is freed) and then gives
-    up the GIL for a moment, in which the workers free what they hold. At exit (registered by `setup`) it
+    gloo's worker threads free each finished collective's work, and the all-reduce of a backward pass holds
+    a Python object (torch keeps the autograd context in the work's thread-local state), so the free takes
+    the GIL. A worker that asks for the GIL once the interpreter is shutting down is killed, and the process
+    aborts ("terminate called without an active exception": about one exit in a hundred of a loop whose
+    last collective is a backward pass). So this gives up the GIL for a moment first, in which the workers
+    free what they hold. `wait` meets the other ranks in a barrier before that, so all their work is done
+    (the barrier's own work holds the work before it until it is freed). At exit (registered by `setup`) it
     does not wait: a rank that exits on an error must not wait for ranks that will never get there."""
     if dist.is_available() and dist.is_initialized():
         if wait:
             dist.barrier()
-            time.sleep(_DRAIN_S)
+        time.sleep(_DRAIN_S)
         dist.destroy_process_group()
 
 
